@@ -1,0 +1,83 @@
+"""asynclab: learn asynchronous processing for AI applications against simulated services.
+
+    from asynclab import LLM, PineconeStore, MetadataStore, trace, plot_timeline
+
+    llm, store, meta = LLM(), PineconeStore(), MetadataStore()
+    with trace() as t:
+        answer, hits, info = await asyncio.gather(
+            llm.complete(question), store.search(question), meta.get("doc-001"))
+    t.elapsed              # ≈ 1.2 simulated seconds: the longest call, not the sum (2.1 s)
+    plot_timeline(t)
+
+Times are simulated seconds; ``ASYNCLAB_SPEED`` (or :func:`set_speed`) runs them faster.
+"""
+
+from __future__ import annotations
+
+from asynclab.clock import Stopwatch, about, at_speed, get_speed, now, set_speed, sleep, stopwatch
+from asynclab.faults import Faults, NotFound, RateLimit, RateLimited, ServiceError, ServiceUnavailable
+from asynclab.latency import Batched, Fixed, Jittered, Streamed
+from asynclab.plots import plot_scaling, plot_sum_vs_max, plot_timeline, plot_timelines
+from asynclab.services import (
+    LLM,
+    BlockingEmbeddings,
+    BlockingLLM,
+    Embeddings,
+    Hit,
+    MetadataStore,
+    PgVectorStore,
+    PineconeStore,
+    RedisStore,
+    Service,
+    Tools,
+    VectorStore,
+    vector_store,
+)
+from asynclab.text import Document, load_corpus
+from asynclab.tracing import Span, Trace, current_trace, trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "Batched",
+    "BlockingEmbeddings",
+    "BlockingLLM",
+    "Document",
+    "Embeddings",
+    "Faults",
+    "Fixed",
+    "Hit",
+    "Jittered",
+    "MetadataStore",
+    "NotFound",
+    "PgVectorStore",
+    "PineconeStore",
+    "RateLimit",
+    "RateLimited",
+    "RedisStore",
+    "Service",
+    "ServiceError",
+    "ServiceUnavailable",
+    "Span",
+    "Stopwatch",
+    "Streamed",
+    "Tools",
+    "Trace",
+    "VectorStore",
+    "about",
+    "at_speed",
+    "current_trace",
+    "get_speed",
+    "load_corpus",
+    "now",
+    "plot_scaling",
+    "plot_sum_vs_max",
+    "plot_timeline",
+    "plot_timelines",
+    "set_speed",
+    "sleep",
+    "stopwatch",
+    "trace",
+    "vector_store",
+]

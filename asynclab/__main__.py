@@ -1,0 +1,66 @@
+"""Command line: ``python -m asynclab demo | course | lab``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+
+
+def _speed(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be a number > 0, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"speed must be a finite number > 0, got {raw!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m asynclab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="the seed example, sequential vs concurrent, with a timeline PNG")
+    demo.add_argument("--speed", type=_speed, default=None,
+                      help="simulated seconds per wall second (default: ASYNCLAB_SPEED or 1)")
+    demo.add_argument("--out", default="asynclab-demo.png", help="where to save the timeline PNG")
+
+    course = commands.add_parser("course", help="run every notebook headless and print a table")
+    course.add_argument("--speed", type=_speed, default=20.0, help="simulated seconds per wall second (20)")
+    course.add_argument("--only", nargs="+", default=(), metavar="NN", help="lesson numbers, e.g. 00 02")
+    course.add_argument("--write", action="store_true", help="store the outputs in the notebooks")
+    course.add_argument("--jobs", type=int, default=2, help="notebooks run at once (2)")
+
+    lab = commands.add_parser("lab", help="open the lessons in JupyterLab")
+    lab.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per wall second (1)")
+
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from asynclab.demo import main as demo_main
+
+        return demo_main(args.speed, args.out)
+    if args.command == "course":
+        from asynclab.course import default_dir, find_notebooks
+        from asynclab.course import main as course_main
+
+        if not find_notebooks(default_dir()):
+            print("no notebooks yet: running the demo instead")
+            from asynclab.demo import main as demo_main
+
+            return demo_main(args.speed, "asynclab-demo.png")
+        return course_main(args.only, args.speed, args.write, args.jobs)
+    if args.command == "lab":
+        import os
+        import subprocess
+
+        from asynclab.course import default_dir
+
+        env = {**os.environ, "ASYNCLAB_SPEED": f"{args.speed:g}"}
+        return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(default_dir())], env=env)
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

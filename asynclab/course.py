@@ -1,0 +1,138 @@
+"""Run the course headless: every lesson and solution notebook, top to bottom, in a fresh kernel.
+
+    python -m asynclab course                  # run everything at speed 20, print a table
+    python -m asynclab course --only 02 03     # just some lessons (and their solutions)
+    python -m asynclab course --write          # store the outputs in the notebooks
+
+Each notebook runs in its own kernel with ``ASYNCLAB_SPEED`` set, so simulated seconds pass
+``speed`` times faster than wall seconds. Exercise stubs are tagged ``raises-exception`` and
+may fail; any other failing cell fails the notebook and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NotebookRun", "find_notebooks", "run_course", "run_notebook"]
+
+#: The default course speed: a 1.2 s LLM call takes 60 ms, timings stay readable and honest.
+COURSE_SPEED = 20.0
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    path: Path
+    ok: bool
+    wall: float
+    simulated: float
+    error: str = ""
+
+
+def default_dir() -> Path:
+    """``notebooks/`` of the checkout this package was installed from, else ``./notebooks``."""
+    here = Path(__file__).resolve().parent.parent / "notebooks"
+    return here if here.is_dir() else Path.cwd() / "notebooks"
+
+
+def find_notebooks(directory: Path, only: Sequence[str] = ()) -> list[Path]:
+    """Lessons in number order, each followed by its solutions; ``only`` filters by number."""
+    if not directory.is_dir():
+        raise ValueError(f"notebook directory {str(directory)!r} does not exist")
+    found = []
+    for lesson in sorted(directory.glob("[0-9][0-9]_*.ipynb")):
+        if only and lesson.name[:2] not in only:
+            continue
+        found.append(lesson)
+        found.extend(sorted((directory / "solutions").glob(f"{lesson.name[:2]}_*.ipynb")))
+    if only and not found:
+        raise ValueError(f"no notebook numbered {', '.join(only)} in {directory}")
+    return found
+
+
+def _cell_seconds(cell: Any) -> float:
+    """Wall seconds a cell ran, from the timestamps nbclient records (``record_timing``)."""
+    timing = cell.get("metadata", {}).get("execution", {})
+    try:
+        start = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+    except (KeyError, TypeError, AttributeError):
+        return 0.0
+    return max((end - start).total_seconds(), 0.0)
+
+
+def run_notebook(path: Path, speed: float = COURSE_SPEED, write: bool = False, timeout: int = 300) -> NotebookRun:
+    """Execute one notebook in a fresh kernel; simulated time = Σ cell wall time × speed."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    os.environ["ASYNCLAB_SPEED"] = f"{speed:g}"  # the kernel inherits it
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    started = time.perf_counter()
+    error = ""
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+    except Exception as exc:  # a dead kernel or a timeout: report it, never hide it
+        error = f"{type(exc).__name__}: {exc}"
+    wall = time.perf_counter() - started
+    simulated = sum(_cell_seconds(cell) for cell in nb.cells if cell.cell_type == "code") * speed
+    if write and not error:
+        nbformat.write(nb, path)  # type: ignore[no-untyped-call]
+    return NotebookRun(path, not error, wall, simulated, error)
+
+
+def run_course(
+    directory: Path | None = None,
+    only: Sequence[str] = (),
+    speed: float = COURSE_SPEED,
+    write: bool = False,
+    jobs: int = 2,
+) -> list[NotebookRun]:
+    """Run every notebook, ``jobs`` at a time, printing progress as each one finishes."""
+    paths = find_notebooks(directory or default_dir(), only)
+    runs: list[NotebookRun] = []
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(run_notebook, path, speed, write) for path in paths]
+        for future in futures:
+            run = future.result()
+            runs.append(run)
+            status = "ok" if run.ok else "FAILED"
+            print(f"[{len(runs):>2}/{len(paths)}] {_name(run.path):<48} {status:<6} "
+                  f"{run.wall:5.1f} s wall", flush=True)
+    return runs
+
+
+def _name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.parent.name == "solutions" else path.name
+
+
+def print_table(runs: Sequence[NotebookRun], speed: float) -> None:
+    print()
+    print(f"{'notebook':<50}{'status':<8}{'wall s':>8}{'simulated s':>13}")
+    for run in runs:
+        print(f"{_name(run.path):<50}{'ok' if run.ok else 'FAILED':<8}{run.wall:>8.1f}{run.simulated:>13.1f}")
+    failed = [run for run in runs if not run.ok]
+    print(f"{len(runs) - len(failed)} passed, {len(failed)} failed  (speed {speed:g})")
+    for run in failed:
+        print(f"  {_name(run.path)}: {run.error}", file=sys.stderr)
+
+
+def main(only: Sequence[str] = (), speed: float = COURSE_SPEED, write: bool = False, jobs: int = 2) -> int:
+    started = time.perf_counter()
+    runs = run_course(only=only, speed=speed, write=write, jobs=jobs)
+    print_table(runs, speed)
+    print(f"course wall time: {time.perf_counter() - started:.1f} s")
+    return 0 if runs and all(run.ok for run in runs) else 1

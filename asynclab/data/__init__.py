@@ -1,0 +1,1 @@
+"""Bundled data for asynclab: ``corpus.json``, the course knowledge base (see ``asynclab.text``)."""

@@ -1,0 +1,226 @@
+"""The shared mechanics of every simulated service, written once.
+
+A call to any service goes through the same four steps:
+
+1. open a span in the current trace (:mod:`asynclab.tracing`);
+2. pass the rate limit, then wait for a free slot if the service is at capacity;
+3. take its latency in simulated seconds (an injected fault fails or hangs here);
+4. compute a real, deterministic result (inside the latency, not on top of it).
+
+A subclass adds only what makes it that service: its operations, their arguments and results.
+
+Introduced in notebook 00.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
+
+from asynclab.clock import now, sleep, sleep_blocking
+from asynclab.faults import Faults, RateLimited, ServiceError, ServiceUnavailable
+from asynclab.latency import Latency, as_latency, check_count
+from asynclab.tracing import Span, record
+
+__all__ = ["BLOCKING_HANG", "Service", "check_text"]
+
+T = TypeVar("T")
+
+#: A blocked thread cannot be cancelled, so a hang in a blocking client ends after this many
+#: simulated seconds with ServiceUnavailable: the price the blocking lessons make visible.
+BLOCKING_HANG = 30.0
+
+
+def check_text(value: object, name: str) -> str:
+    """Validate a text argument: a non-empty ``str``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+    return value
+
+
+class Service:
+    """Latency, faults, capacity and tracing for one simulated service.
+
+    name: how the service appears in traces and plots. latency: simulated seconds per call, a
+    number or a latency model. faults: a :class:`Faults` plan (none by default). capacity: how
+    many calls the service serves at once; more calls queue inside it (None: unlimited).
+    """
+
+    default_name: ClassVar[str] = "service"
+    default_latency: ClassVar[float] = 0.5
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        latency: float | Latency | None = None,
+        faults: Faults | None = None,
+        capacity: int | None = None,
+    ) -> None:
+        self.name = check_text(name, "name") if name is not None else self.default_name
+        self.latency = as_latency(self.default_latency if latency is None else latency)
+        if faults is not None and not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults plan or None, got {type(faults).__name__}")
+        self.faults = faults or Faults()
+        self.capacity = None if capacity is None else check_count(capacity, "capacity")
+        self._slots = asyncio.Semaphore(capacity) if capacity else None
+        self._thread_slots = threading.BoundedSemaphore(capacity) if capacity else None
+        self._failed: dict[tuple[str, str], int] = {}
+        self.in_flight = 0
+        self.calls = 0
+        self.failures = 0
+
+    # -- the four steps, in pieces a streaming subclass can hold open -----------------------
+
+    def _open(self, operation: str, key: str, items: int = 1) -> Span:
+        # The attempt is 1 + how often *this* request has failed so far (never the global call
+        # order): a retry after a failure is attempt 2, asking again after a success is attempt 1.
+        span = Span(self.name, operation, key, self._failed.get((operation, key), 0) + 1)
+        span.items = items
+        record(span)
+        self.calls += 1
+        return span
+
+    def _check_rate_limit(self, span: Span) -> None:
+        limit = self.faults.rate_limit
+        if limit is not None:
+            wait = limit.acquire()
+            if wait > 0:
+                self.failures += 1
+                self._finish(span, "RateLimited")
+                raise RateLimited(
+                    f"{span.name} rate limited: more than {limit.calls} calls in {limit.per:g} s;"
+                    f" retry after {wait:.2f} s",
+                    retry_after=wait,
+                    service=self.name,
+                    operation=span.operation,
+                )
+
+    async def _admit(self, span: Span) -> None:
+        self._check_rate_limit(span)
+        if self._slots is not None:
+            try:
+                await self._slots.acquire()
+            except BaseException:
+                self._finish(span, "cancelled")
+                raise
+            span.start = now()  # the queueing ends here; the span's wait shows it
+        self.in_flight += 1
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        if self._slots is not None:
+            self._slots.release()
+
+    def _fail(self, span: Span, why: str) -> ServiceUnavailable:
+        self.failures += 1
+        self._finish(span, "ServiceUnavailable")
+        return ServiceUnavailable(
+            f"{span.name} failed ({why}) on attempt {span.attempt} of request {span.key[:40]!r}",
+            service=self.name,
+            operation=span.operation,
+        )
+
+    def _finish(self, span: Span, outcome: str = "ok") -> None:
+        """Close a span and remember whether this request failed (for its next attempt)."""
+        span.finish(outcome)
+        if outcome == "ok":
+            self._failed.pop((span.operation, span.key), None)
+        else:
+            self._failed[(span.operation, span.key)] = span.attempt
+
+    def _close(self, span: Span, exc: BaseException) -> None:
+        """Close a span that ended in an exception (an injected fault closed it already)."""
+        if span.end is None:
+            cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
+            self._finish(span, "cancelled" if cancelled else type(exc).__name__)
+
+    def _remaining(self, span: Span, delay: float, compute: Callable[[], T]) -> tuple[T | None, float]:
+        """Compute the result *inside* the latency: the CPU time it takes is not added on top.
+
+        Without this, a sequential run of 50 calls would also pay 50 × the compute time,
+        multiplied by the speed when read back in simulated seconds.
+        """
+        result = compute()
+        return result, max(span.start + delay - now(), 0.0)
+
+    async def _serve(
+        self,
+        operation: str,
+        key: str,
+        compute: Callable[[], T],
+        *,
+        items: int = 1,
+        latency: Latency | None = None,
+    ) -> T:
+        """One call through steps 1–4; ``compute`` makes the result (it may raise a ServiceError)."""
+        span = self._open(operation, key, items)
+        await self._admit(span)
+        try:
+            fate = self.faults.decide(self.name, operation, key, span.attempt)
+            if fate == "hang":
+                await asyncio.Event().wait()  # never set: only cancellation ends a hang
+            delay = (latency or self.latency).seconds(key, items)
+            try:
+                result, remaining = self._remaining(span, delay, compute)
+            except ServiceError:
+                await sleep(max(span.start + delay - now(), 0.0))  # a "not found" takes time too
+                raise
+            await sleep(remaining)
+            if fate == "error":
+                raise self._fail(span, "injected fault")
+        except BaseException as exc:
+            self._close(span, exc)
+            raise
+        finally:
+            self._release()
+        self._finish(span)
+        return result  # type: ignore[return-value]
+
+    def _serve_blocking(
+        self,
+        operation: str,
+        key: str,
+        compute: Callable[[], T],
+        *,
+        items: int = 1,
+        latency: Latency | None = None,
+    ) -> T:
+        """Steps 1–4 with ``time.sleep``: the calling thread (and its event loop) is blocked."""
+        span = self._open(operation, key, items)
+        self._check_rate_limit(span)
+        if self._thread_slots is not None:
+            self._thread_slots.acquire()
+            span.start = now()
+        self.in_flight += 1
+        try:
+            fate = self.faults.decide(self.name, operation, key, span.attempt)
+            if fate == "hang":
+                sleep_blocking(BLOCKING_HANG)
+                raise self._fail(span, f"hung for {BLOCKING_HANG:g} s")
+            delay = (latency or self.latency).seconds(key, items)
+            result, remaining = self._remaining(span, delay, compute)
+            sleep_blocking(remaining)
+            if fate == "error":
+                raise self._fail(span, "injected fault")
+        except BaseException as exc:
+            self._close(span, exc)
+            raise
+        finally:
+            self.in_flight -= 1
+            if self._thread_slots is not None:
+                self._thread_slots.release()
+        self._finish(span)
+        return result  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        capacity = "∞" if self.capacity is None else str(self.capacity)
+        return (
+            f"<{type(self).__name__} {self.name!r} latency={self.latency!r}"
+            f" in_flight={self.in_flight}/{capacity} calls={self.calls}"
+            f" failures={self.failures} faults={self.faults!r}>"
+        )

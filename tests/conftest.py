@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+from asynclab.clock import at_speed
+
+#: The speed the timing tests run at: 1 simulated second takes 20 ms of wall time.
+TEST_SPEED = 50.0
+
+
+@pytest.fixture
+def fast() -> Iterator[float]:
+    """Run the test at TEST_SPEED so simulated seconds cost little wall time."""
+    with at_speed(TEST_SPEED) as speed:
+        yield speed
