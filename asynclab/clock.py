@@ -33,6 +33,7 @@ __all__ = [
     "sleep_blocking",
     "sleep_until",
     "stopwatch",
+    "wall_until",
 ]
 
 #: Wall seconds of scheduling noise we forgive in :func:`about`: a busy 2-core machine
@@ -149,14 +150,22 @@ async def sleep(seconds: float) -> None:
     await asyncio.sleep(wall - TIMER_LEAD if wall > TIMER_LEAD else wall)
 
 
+def wall_until(deadline: float) -> float:
+    """Wall seconds to pass to ``asyncio.sleep`` to wake at the simulated time ``deadline``.
+
+    Aimed :data:`TIMER_LEAD` early, like :func:`sleep`; 0 when the deadline has passed.
+    """
+    wall = (deadline - _clock.now()) / _clock.speed
+    return wall - TIMER_LEAD if wall > TIMER_LEAD else max(wall, 0.0)
+
+
 async def sleep_until(deadline: float) -> None:
     """Wait until the simulated time ``deadline`` (from :func:`now`); at once if it has passed.
 
     A series of steps scheduled against deadlines (a token stream) does not accumulate timer
     lateness: a late step makes the next wait shorter.
     """
-    wall = (deadline - _clock.now()) / _clock.speed
-    await asyncio.sleep(wall - TIMER_LEAD if wall > TIMER_LEAD else max(wall, 0.0))
+    await asyncio.sleep(wall_until(deadline))
 
 
 def sleep_blocking(seconds: float) -> None:

@@ -112,7 +112,7 @@ class Faults:
     rate_limit: a :class:`RateLimit`; calls beyond it raise :class:`RateLimited` at once.
     """
 
-    __slots__ = ("error_rate", "fail_first", "hang_rate", "rate_limit", "seed")
+    __slots__ = ("active", "error_rate", "fail_first", "hang_rate", "rate_limit", "seed")
 
     def __init__(
         self,
@@ -134,6 +134,8 @@ class Faults:
             raise TypeError(f"rate_limit must be a RateLimit or None, got {type(rate_limit).__name__}")
         self.rate_limit = rate_limit
         self.seed = seed
+        #: False for a plan that never fails a call, so the hot path can skip it.
+        self.active = bool(self.error_rate or self.hang_rate or self.fail_first)
 
     def decide(self, service: str, operation: str, key: str, attempt: int) -> str:
         """``"ok"``, ``"error"`` or ``"hang"`` for this attempt of this request."""

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
-from asynclab.clock import now, sleep, sleep_blocking
+from asynclab.clock import now, sleep_blocking, wall_until
 from asynclab.faults import Faults, RateLimited, ServiceError, ServiceUnavailable
 from asynclab.latency import Latency, as_latency, check_count
 from asynclab.tracing import Span, record
@@ -79,7 +79,8 @@ class Service:
     def _open(self, operation: str, key: str, items: int = 1) -> Span:
         # The attempt is 1 + how often *this* request has failed so far (never the global call
         # order): a retry after a failure is attempt 2, asking again after a success is attempt 1.
-        span = Span(self.name, operation, key, self._failed.get((operation, key), 0) + 1)
+        failed = self._failed.get((operation, key), 0) if self._failed else 0
+        span = Span(self.name, operation, key, failed + 1)
         span.items = items
         record(span)
         self.calls += 1
@@ -129,7 +130,8 @@ class Service:
         """Close a span and remember whether this request failed (for its next attempt)."""
         span.finish(outcome)
         if outcome == "ok":
-            self._failed.pop((span.operation, span.key), None)
+            if self._failed:  # the common case, no failures on record, costs one truth test
+                self._failed.pop((span.operation, span.key), None)
         else:
             self._failed[(span.operation, span.key)] = span.attempt
 
@@ -138,15 +140,6 @@ class Service:
         if span.end is None:
             cancelled = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt))
             self._finish(span, "cancelled" if cancelled else type(exc).__name__)
-
-    def _remaining(self, span: Span, delay: float, compute: Callable[[], T]) -> tuple[T | None, float]:
-        """Compute the result *inside* the latency: the CPU time it takes is not added on top.
-
-        Without this, a sequential run of 50 calls would also pay 50 × the compute time,
-        multiplied by the speed when read back in simulated seconds.
-        """
-        result = compute()
-        return result, max(span.start + delay - now(), 0.0)
 
     async def _serve(
         self,
@@ -157,20 +150,29 @@ class Service:
         items: int = 1,
         latency: Latency | None = None,
     ) -> T:
-        """One call through steps 1–4; ``compute`` makes the result (it may raise a ServiceError)."""
+        """One call through steps 1–4; ``compute`` makes the result (it may raise a ServiceError).
+
+        This is the hot path of every lesson and of ``benchmarks/fanout.py``: one coroutine
+        frame, no await besides the slot and the sleep, so a 10,000-call fan-out costs little
+        more than 10,000 bare ``asyncio.sleep`` calls.
+        """
         span = self._open(operation, key, items)
-        await self._admit(span)
+        if self._slots is not None or self.faults.rate_limit is not None:
+            await self._admit(span)
+        else:
+            self.in_flight += 1
         try:
-            fate = self.faults.decide(self.name, operation, key, span.attempt)
+            faults = self.faults
+            fate = faults.decide(self.name, operation, key, span.attempt) if faults.active else "ok"
             if fate == "hang":
                 await asyncio.Event().wait()  # never set: only cancellation ends a hang
-            delay = (latency or self.latency).seconds(key, items)
+            deadline = span.start + (latency or self.latency).seconds(key, items)
             try:
-                result, remaining = self._remaining(span, delay, compute)
+                result = compute()  # inside the latency: its CPU time is not added on top
             except ServiceError:
-                await sleep(max(span.start + delay - now(), 0.0))  # a "not found" takes time too
+                await asyncio.sleep(wall_until(deadline))  # a "not found" takes time too
                 raise
-            await sleep(remaining)
+            await asyncio.sleep(wall_until(deadline))
             if fate == "error":
                 raise self._fail(span, "injected fault")
         except BaseException as exc:
@@ -179,7 +181,7 @@ class Service:
         finally:
             self._release()
         self._finish(span)
-        return result  # type: ignore[return-value]
+        return result
 
     def _serve_blocking(
         self,
@@ -202,9 +204,9 @@ class Service:
             if fate == "hang":
                 sleep_blocking(BLOCKING_HANG)
                 raise self._fail(span, f"hung for {BLOCKING_HANG:g} s")
-            delay = (latency or self.latency).seconds(key, items)
-            result, remaining = self._remaining(span, delay, compute)
-            sleep_blocking(remaining)
+            deadline = span.start + (latency or self.latency).seconds(key, items)
+            result = compute()  # inside the latency, as in _serve
+            sleep_blocking(max(deadline - now(), 0.0))
             if fate == "error":
                 raise self._fail(span, "injected fault")
         except BaseException as exc:
@@ -215,7 +217,7 @@ class Service:
             if self._thread_slots is not None:
                 self._thread_slots.release()
         self._finish(span)
-        return result  # type: ignore[return-value]
+        return result
 
     def __repr__(self) -> str:
         capacity = "∞" if self.capacity is None else str(self.capacity)

@@ -8,7 +8,7 @@ Introduced in notebook 00.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from asynclab import text
 from asynclab.faults import NotFound
@@ -36,20 +36,28 @@ class MetadataStore(Service):
         return await self._serve("get", doc_id, lambda: self._lookup(doc_id))
 
     def _lookup(self, doc_id: str) -> dict[str, str | int]:
-        doc = _documents().get(doc_id)
-        if doc is None:
+        info = _metadata(doc_id)
+        if info is None:
             raise NotFound(
                 f"no document {doc_id!r}: ids look like 'doc-001' … {max(_documents())!r}",
                 service=self.name,
                 operation="get",
             )
-        number = int(doc.id.rsplit("-", 1)[-1]) if doc.id.rsplit("-", 1)[-1].isdigit() else 0
-        return {
-            "id": doc.id,
-            "title": doc.title,
-            "topic": doc.topic,
-            "source": doc.source,
-            "year": doc.year,
-            "author": _AUTHORS[number % len(_AUTHORS)],
-            "url": f"https://docs.asynclab.example/{doc.topic}/{doc.id}",
-        }
+        return dict(info)  # a copy: the caller may edit it
+
+
+@lru_cache(maxsize=1024)
+def _metadata(doc_id: str) -> dict[str, str | int] | None:
+    doc = _documents().get(doc_id)
+    if doc is None:
+        return None
+    number = int(doc.id.rsplit("-", 1)[-1]) if doc.id.rsplit("-", 1)[-1].isdigit() else 0
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "topic": doc.topic,
+        "source": doc.source,
+        "year": doc.year,
+        "author": _AUTHORS[number % len(_AUTHORS)],
+        "url": f"https://docs.asynclab.example/{doc.topic}/{doc.id}",
+    }
