@@ -1,4 +1,4 @@
-"""Command line: ``python -m asynclab demo | course | lab``."""
+"""Command line: ``python -m asynclab demo | course | lab | serve``."""
 
 from __future__ import annotations
 
@@ -36,7 +36,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     lab = commands.add_parser("lab", help="open the lessons in JupyterLab")
     lab.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per wall second (1)")
 
+    serve = commands.add_parser("serve", help="serve the services over HTTP with uvicorn (OpenAPI docs at /docs)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
+    serve.add_argument("--speed", type=_speed, default=None,
+                       help="simulated seconds per wall second (default: ASYNCLAB_SPEED or 1)")
+
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.host, args.port, args.speed)
     if args.command == "demo":
         from asynclab.demo import main as demo_main
 
@@ -60,6 +69,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = {**os.environ, "ASYNCLAB_SPEED": f"{args.speed:g}"}
         return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(default_dir())], env=env)
     parser.error(f"unknown command {args.command!r}")
+
+
+def _serve(host: str, port: int, speed: float | None) -> int:
+    """Run uvicorn in the foreground until Ctrl-C."""
+    import uvicorn
+
+    from asynclab.clock import get_speed, set_speed
+    from asynclab.server import create_app
+    from asynclab.serving import bind, is_loopback
+
+    if speed is not None:
+        set_speed(speed)
+    try:
+        sock = bind(host, port)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    print(f"asynclab services on {url} (docs: {url}/docs), speed {get_speed():g}; Ctrl-C to stop", flush=True)
+    if not is_loopback(host):
+        print(f"note: listening on {host}, reachable from other machines", flush=True)
+    uvicorn.Server(uvicorn.Config(create_app(), log_level="info")).run(sockets=[sock])
+    return 0
 
 
 if __name__ == "__main__":

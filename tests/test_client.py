@@ -1,0 +1,295 @@
+"""ServiceClient (in process and over a real uvicorn server) and BackgroundServer.
+
+The real-server tests run a uvicorn server on 127.0.0.1 in a thread of this process: client and
+server share one clock, so token arrival times are measured in simulated seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from asynclab import (
+    LLM,
+    Embeddings,
+    Faults,
+    MetadataStore,
+    NotFound,
+    PineconeStore,
+    RateLimit,
+    RateLimited,
+    ServiceUnavailable,
+    Span,
+    Streamed,
+    Tools,
+    about,
+    at_speed,
+    now,
+    stopwatch,
+    trace,
+)
+from asynclab.__main__ import main as cli
+from asynclab.client import ServiceClient
+from asynclab.server import create_app
+from asynclab.serving import BackgroundServer
+
+QUESTION = "How do retries with backoff work?"
+
+
+@pytest.fixture(autouse=True)
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic collector: a generation-2 pause (~0.2 s wall) would land in timed blocks."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+class WatchedLLM(LLM):
+    """An LLM that keeps the spans of its calls: the server's side of a request, seen from the test."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.spans: list[Span] = []
+
+    def _open(self, operation: str, key: str, items: int = 1) -> Span:
+        span = super()._open(operation, key, items)
+        self.spans.append(span)
+        return span
+
+
+def _server_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("asynclab-server")]
+
+
+# -- in process (ASGITransport) -------------------------------------------------------------
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[ServiceClient]:
+    with at_speed(50):
+        async with ServiceClient(app=create_app()) as c:
+            yield c
+
+
+async def test_client_calls_return_what_the_services_return(client: ServiceClient) -> None:
+    tools = Tools()
+    assert await client.complete(QUESTION, model="classifier") == await LLM().complete(QUESTION, model="classifier")
+    assert np.allclose(await client.embed(QUESTION), await Embeddings().embed(QUESTION))
+    assert len(await client.embed_batch([QUESTION, "hi"])) == 2
+    assert await client.search("pinecone", QUESTION, k=2) == await PineconeStore().search(QUESTION, k=2)
+    assert await client.metadata("doc-002") == await MetadataStore().get("doc-002")
+    assert await client.weather("Oslo") == await tools.weather("Oslo")
+    assert await client.news("GPUs", limit=2) == await tools.news("GPUs", limit=2)
+    assert await client.stock_price("NVDA") == await tools.stock_price("NVDA")
+    assert "".join([t async for t in client.stream(QUESTION)]) == await LLM().complete(QUESTION)
+    reply = await client.agent(QUESTION, city="Oslo")
+    assert reply.answer and reply.weather is not None and reply.news is None
+
+
+async def test_each_http_call_is_a_span_in_the_current_trace(client: ServiceClient) -> None:
+    with trace() as t:
+        await asyncio.gather(client.complete(QUESTION), client.metadata("doc-001"))
+        with contextlib.suppress(NotFound):
+            await client.metadata("doc-404")
+    http = {span.key: span for span in t.by_service("http")}
+    assert http["/llm/complete"].name == "http.POST /llm/complete"
+    assert http["/metadata/doc-001"].operation == "GET /metadata/{doc_id}"
+    assert http["/metadata/doc-404"].outcome == "NotFound"
+    assert http["/llm/complete"].outcome == "ok"
+    # In process the app runs in the caller's task, so the service's own span is there too.
+    assert about(t.by_service("llm")[0].duration, 1.2) and http["/llm/complete"].duration >= 1.2
+
+
+async def test_http_errors_come_back_as_the_asynclab_error_types() -> None:
+    limited = Faults(rate_limit=RateLimit(1, per=10))
+    app = create_app(llm=LLM(faults=limited), tools=Tools(faults=Faults(error_rate=1.0)))
+    with at_speed(50):
+        async with ServiceClient(app=app) as client:
+            await client.complete(QUESTION)
+            with pytest.raises(RateLimited, match="rate limited") as limit:
+                await client.complete(QUESTION)
+            with pytest.raises(ServiceUnavailable, match="injected fault") as fault:
+                await client.weather("Oslo")
+            with pytest.raises(NotFound, match="no document 'doc-999'"):
+                await client.metadata("doc-999")
+            with pytest.raises(ValueError, match=r"model: Input should be .*'summarizer'.* \(got 'gpt'\)"):
+                await client.complete(QUESTION, model="gpt")
+            with pytest.raises(ValueError, match="symbol must be 1 to 5 capital letters"):
+                await client.stock_price("nvda")
+    assert 8.5 < limit.value.retry_after <= 10  # simulated seconds left in the window (1.2 s call)
+    assert limit.value.service == "llm" and fault.value.service == "tools"
+
+
+async def test_a_stream_that_breaks_mid_answer_raises_after_its_first_tokens() -> None:
+    tokens: list[str] = []
+    with at_speed(50):
+        async with ServiceClient(app=create_app(llm=LLM(faults=Faults(error_rate=1.0)))) as client:
+            with pytest.raises(ServiceUnavailable, match="stream broke mid-answer"):
+                async for token in client.stream(QUESTION):
+                    tokens.append(token)
+    assert tokens
+
+
+def test_the_client_needs_exactly_one_of_base_url_and_app() -> None:
+    with pytest.raises(ValueError, match=r"exactly one of base_url= .* or app= .*got base_url=None and app=None"):
+        ServiceClient()
+    with pytest.raises(ValueError, match="exactly one of base_url="):
+        ServiceClient("http://127.0.0.1:1", app=create_app())
+
+
+# -- over a real server -----------------------------------------------------------------------
+
+#: A slow, steady stream: 0.5 s to the first token, then 0.05 s per token (20 tokens/s).
+STREAM = Streamed(first_token=0.5, per_token=0.05)
+
+
+async def test_tokens_arrive_over_a_real_server_as_they_are_produced() -> None:
+    llm = WatchedLLM(stream_latency=STREAM)
+    with at_speed(10):
+        async with BackgroundServer(create_app(llm=llm)) as server, ServiceClient(base_url=server.url) as client:
+            # Warm up: the first stream pays for connecting, first-use code paths and computing the
+            # answer (cached after), ~40 ms of wall time that is no part of the latency model.
+            assert [t async for t in client.stream(QUESTION)]
+            start = now()
+            arrivals = [now() - start async for _ in client.stream(QUESTION)]
+    produced = llm.spans[-1]
+    # Token i leaves the server at its deadline: the span's start + first_token + i × per_token.
+    due = [produced.start - start + STREAM.first_token + STREAM.per_token * i for i in range(len(arrivals))]
+    lateness = [arrived - deadline for arrived, deadline in zip(arrivals, due, strict=True)]
+    assert len(arrivals) > 10 and produced.outcome == "ok"
+    # A token reaches the client within 0.15 simulated s (15 ms of wall time at speed 10) of
+    # leaving: one event's trip through uvicorn, loopback and httpx measures 1-5 ms here. A busy
+    # machine can stall a thread for tens of ms now and then, so we check nine tokens in ten.
+    # A buffered response would make every token but the last over 1 s late.
+    assert sorted(lateness)[int(0.9 * len(lateness))] < 0.15, lateness
+    assert min(lateness) > -0.02  # never early: the timer's aim (TIMER_LEAD) is under 1 ms
+    assert arrivals[0] < STREAM.first_token + 0.25  # request overhead included
+
+
+async def test_in_process_transport_delivers_the_first_token_with_the_last() -> None:
+    # Why streaming lessons need a real server (DESIGN decision 8): ASGITransport buffers.
+    with at_speed(20):
+        async with ServiceClient(app=create_app(llm=LLM(stream_latency=STREAM))) as client:
+            start = now()
+            arrivals = [now() - start async for _ in client.stream(QUESTION)]
+    assert arrivals[0] > STREAM.first_token + STREAM.per_token * (len(arrivals) - 2)
+    assert arrivals[-1] - arrivals[0] < 0.1
+
+
+async def test_closing_a_stream_early_makes_the_server_stop_producing() -> None:
+    llm = WatchedLLM(stream_latency=STREAM)
+    with at_speed(20):
+        async with BackgroundServer(create_app(llm=llm)) as server, ServiceClient(base_url=server.url) as client:
+            received = []
+            with trace() as t:
+                async with contextlib.aclosing(client.stream(QUESTION)) as tokens:
+                    async for token in tokens:
+                        received.append(token)
+                        if len(received) == 3:
+                            break
+            hung_up = now()
+            produced = llm.spans[-1]
+            for _ in range(200):  # the server notices the disconnect on its own loop
+                if produced.end is not None:
+                    break
+                await asyncio.sleep(0.005)
+    full_answer = STREAM.first_token + STREAM.per_token * (produced.items - 1)
+    assert produced.outcome == "cancelled" and llm.in_flight == 0  # the generator's finally ran
+    assert t.spans[0].outcome == "cancelled" and t.spans[0].items == 3
+    # It stopped within a token or two of the hang-up, well before the answer would have ended.
+    assert produced.end is not None and produced.end - hung_up < 0.15
+    assert produced.end - produced.start < full_answer - 0.3
+
+
+async def test_a_hundred_concurrent_agent_requests_take_about_as_long_as_one() -> None:
+    with at_speed(4):
+        async with BackgroundServer() as server, ServiceClient(base_url=server.url) as client:
+            await client.agent(QUESTION, city="Oslo")  # warm up: connections, caches
+            with stopwatch() as one:
+                await client.agent(QUESTION, city="Oslo")
+            with stopwatch() as hundred:
+                replies = await asyncio.gather(*(client.agent(QUESTION, city="Oslo") for _ in range(100)))
+    assert len({r.answer for r in replies}) == 1
+    assert about(one.elapsed, 0.6 + 1.2, rel=0.1)
+    # One after another they would take 100 × 1.8 = 180 s. Concurrently they take one request's
+    # 1.8 s plus the CPU time of 100 HTTP round trips: client and server share this process and
+    # its GIL, ~5 ms of wall time each (JSON, validation, routing, six service calls), which is
+    # 2 simulated seconds at speed 4 (measured total ≈ 2.5 × one). 5 × one leaves room for a
+    # machine twice as slow and still fails anything near sequential or connection-starved.
+    assert hundred.elapsed < 5 * one.elapsed
+
+
+async def test_a_stopped_server_leaves_no_thread_and_frees_its_port() -> None:
+    before = set(asyncio.all_tasks())
+    async with BackgroundServer(create_app()) as server:
+        port = server.port
+        assert server.url == f"http://127.0.0.1:{port}"
+        assert _server_threads()
+        async with ServiceClient(base_url=server.url) as client:
+            assert (await client._http.get("/health")).json()["status"] == "ok"
+    assert not server.running and _server_threads() == []
+    assert set(asyncio.all_tasks()) == before
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    with socket.socket() as again:  # the port can be bound and listened on again
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()
+
+
+def test_a_server_starts_and_stops_with_a_plain_with_and_with_start_stop() -> None:
+    with BackgroundServer(create_app()) as server:
+        assert httpx.get(server.url + "/health").status_code == 200
+    assert _server_threads() == []
+    server = BackgroundServer(create_app()).start()
+    assert httpx.get(server.url + "/docs").status_code == 200
+    server.stop()
+    server.stop()  # stopping twice is harmless
+    assert _server_threads() == []
+    with pytest.raises(RuntimeError, match="not running"):
+        server.url  # noqa: B018
+
+
+def test_a_port_already_in_use_gives_an_error_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"port {port} on 127.0.0.1 is already in use"):
+            BackgroundServer(create_app(), port=port).start()
+        assert cli(["serve", "--port", str(port)]) == 1
+    assert _server_threads() == []
+
+
+def test_python_m_asynclab_serve_serves_the_openapi_docs() -> None:
+    command = [sys.executable, "-m", "asynclab", "serve", "--port", "0", "--speed", "50"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()  # "asynclab services on http://127.0.0.1:PORT (docs: ...)"
+        url = banner.split(" on ", 1)[1].split()[0]
+        for _ in range(100):
+            try:
+                docs = httpx.get(url + "/docs")
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+        assert httpx.get(url + "/health").json() == {"status": "ok", "speed": 50.0}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
