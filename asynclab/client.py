@@ -94,6 +94,10 @@ def _response_error(response: httpx.Response, operation: str) -> Exception:
     return _error(response.status_code, body, operation, response.headers.get("Retry-After"))
 
 
+#: The status each error type of an ``error`` event stands for.
+_STATUS = {"RateLimited": 429, "NotFound": 404, "ServiceUnavailable": 503, "ValueError": 422}
+
+
 def _outcome(exc: BaseException) -> str:
     return "cancelled" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
 
@@ -195,7 +199,9 @@ class ServiceClient:
                         span.items += 1
                         yield str(event.json())
                     elif event.event == "error":
-                        raise _error(503, event.json(), route)
+                        body = event.json()  # an ErrorBody: the stream broke after it began
+                        status = _STATUS.get(body.get("error", ""), 503) if isinstance(body, dict) else 503
+                        raise _error(status, body, route)
                     elif event.event == "done":
                         break
         except BaseException as exc:
