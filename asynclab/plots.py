@@ -27,6 +27,8 @@ from asynclab.tracing import Span, Trace
 __all__ = ["plot_scaling", "plot_sum_vs_max", "plot_timeline", "plot_timelines"]
 
 SECONDS = "time (simulated seconds)"
+#: tab10 without its red: red outlines mark failed and cancelled calls.
+_PALETTE = [plt.get_cmap("tab10")(i) for i in range(10) if i != 3]
 #: Above this many spans a timeline packs spans into shared lanes instead of one row each.
 ONE_ROW_EACH = 40
 
@@ -54,7 +56,7 @@ def _draw_timeline(ax: Axes, recorded: Trace, title: str | None) -> None:
     spans = sorted(recorded.spans, key=lambda s: (s.queued, s.start))
     t0 = recorded.start
     services = sorted({span.name for span in spans})
-    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(services)}
+    colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(services)}
     lanes, n_lanes = _lanes(spans)
     failed = False
     queued = False
