@@ -110,7 +110,7 @@ def run_course(
             run = future.result()
             runs.append(run)
             status = "ok" if run.ok else "FAILED"
-            print(f"[{len(runs):>2}/{len(paths)}] {_name(run.path):<48} {status:<6} "
+            print(f"[{len(runs):>2}/{len(paths)}] {_name(run.path):<56} {status:<6} "
                   f"{run.wall:5.1f} s wall", flush=True)
     return runs
 
@@ -121,9 +121,11 @@ def _name(path: Path) -> str:
 
 def print_table(runs: Sequence[NotebookRun], speed: float) -> None:
     print()
-    print(f"{'notebook':<50}{'status':<8}{'wall s':>8}{'simulated s':>13}")
+    width = max(len(_name(run.path)) for run in runs) + 2 if runs else 10
+    print(f"{'notebook':<{width}}{'status':<8}{'wall s':>8}{'simulated s*':>14}")
     for run in runs:
-        print(f"{_name(run.path):<50}{'ok' if run.ok else 'FAILED':<8}{run.wall:>8.1f}{run.simulated:>13.1f}")
+        print(f"{_name(run.path):<{width}}{'ok' if run.ok else 'FAILED':<8}{run.wall:>8.1f}{run.simulated:>14.1f}")
+    print("* the cells' run time × speed: simulated waiting plus CPU work (imports, plots) at that speed")
     failed = [run for run in runs if not run.ok]
     print(f"{len(runs) - len(failed)} passed, {len(failed)} failed  (speed {speed:g})")
     for run in failed:

@@ -120,6 +120,8 @@ def plot_timelines(traces: Mapping[str, Trace], title: str | None = None) -> Fig
                              figsize=(9, 1.0 + 0.4 * sum(heights)), height_ratios=heights)
     for ax, (name, recorded) in zip(axes[:, 0], traces.items(), strict=True):
         _draw_timeline(ax, recorded, f"{name}: {recorded.elapsed:.2f} s")
+    # The panels share one time axis: make it fit the longest trace, not the last one drawn.
+    axes[0, 0].set_xlim(0, max(t.elapsed for t in traces.values()) * 1.03)
     if title:
         fig.suptitle(title)
     return fig

@@ -47,6 +47,7 @@ class ExerciseFailed(AssertionError):
 
 def fail(hint: str) -> None:
     """Raise :class:`ExerciseFailed` with ``hint`` (the only frame a learner sees)."""
+    __tracebackhide__ = True
     raise ExerciseFailed(hint)
 
 
@@ -77,24 +78,29 @@ async def attempt(
     if not asyncio.iscoroutinefunction(function):
         fail(f"{getattr(function, '__name__', 'your function')} must be an `async def` function")
     before = asyncio.all_tasks()
+    current = asyncio.current_task()
+    hint = ""
+    result: Any = None
     with trace() as recorded:
         try:
             result = await asyncio.wait_for(function(*args, **kwargs), timeout / get_speed())
         except NotImplementedError:
-            fail("not done yet: replace `raise NotImplementedError` in the exercise cell with your code")
+            hint = "not done yet: replace `raise NotImplementedError` in the exercise cell with your code"
         except TimeoutError:
-            fail(f"your function was still running after {timeout:g} simulated seconds: "
-                 "is something awaiting forever (a hang, a queue nobody fills, a missing timeout)?")
-        except ExerciseFailed:
-            raise
+            hint = (f"your function was still running after {timeout:g} simulated seconds: "
+                    "is something awaiting forever (a hang, a queue nobody fills, a missing timeout)?")
         except Exception as exc:
-            fail(f"your function raised {type(exc).__name__}: {exc}")
-    current = asyncio.current_task()
-    leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
-    for task in leaked:
-        task.cancel()
-    if leaked:
-        await asyncio.gather(*leaked, return_exceptions=True)
+            hint = f"your function raised {type(exc).__name__}: {exc}"
+        finally:
+            # Taken the moment the function ends (returned or raised): whatever it started and
+            # did not finish is a leak. Cancel it here so nothing keeps running after the check.
+            leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+            for task in leaked:
+                task.cancel()
+            if leaked:
+                await asyncio.gather(*leaked, return_exceptions=True)
+    if hint:
+        fail(hint)  # outside the except block: no "During handling…" chain for the learner
     return Attempt(result, recorded, leaked)
 
 
