@@ -51,7 +51,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (N < 100k)")
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs (N < 100k)")
     args = parser.parse_args()
 
     print(f"fan-out of N calls of {CALL} simulated s at speed {args.speed:g} "

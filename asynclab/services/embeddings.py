@@ -69,13 +69,13 @@ class Embeddings(_EmbeddingsBase):
     async def embed(self, text: str) -> Vector:
         """The unit vector of one text."""
         check_text(text, "text")
-        return await self._serve("embed", text, lambda: textlib.embed(text, self.dim))
+        return await self._serve("embed", text, textlib.embed, text, self.dim)
 
     async def embed_batch(self, texts: Sequence[str]) -> list[Vector]:
         """Vectors for many texts in one request: one ``base`` latency for the whole batch."""
         batch = _check_batch(texts)
         return await self._serve(
-            "embed_batch", "\x1f".join(batch), lambda: self._vectors(batch), items=len(batch)
+            "embed_batch", "\x1f".join(batch), self._vectors, batch, items=len(batch)
         )
 
 
@@ -88,10 +88,10 @@ class BlockingEmbeddings(_EmbeddingsBase):
 
     def embed(self, text: str) -> Vector:
         check_text(text, "text")
-        return self._serve_blocking("embed", text, lambda: textlib.embed(text, self.dim))
+        return self._serve_blocking("embed", text, textlib.embed, text, self.dim)
 
     def embed_batch(self, texts: Sequence[str]) -> list[Vector]:
         batch = _check_batch(texts)
         return self._serve_blocking(
-            "embed_batch", "\x1f".join(batch), lambda: self._vectors(batch), items=len(batch)
+            "embed_batch", "\x1f".join(batch), self._vectors, batch, items=len(batch)
         )

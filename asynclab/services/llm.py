@@ -100,7 +100,7 @@ class LLM(Service):
         """
         check_text(prompt, "prompt")
         _check_model(model)
-        return await self._serve("complete", f"{model}:{prompt}", lambda: run_model(model, prompt))
+        return await self._serve("complete", f"{model}:{prompt}", run_model, model, prompt)
 
     def stream(self, prompt: str, *, model: str = "assistant") -> AsyncIterator[str]:
         """The same answer as ``complete``, token by token as the model produces it.
@@ -163,5 +163,5 @@ class BlockingLLM(Service):
     def complete(self, prompt: str, *, model: str = "assistant") -> str:
         check_text(prompt, "prompt")
         _check_model(model)
-        return self._serve_blocking("complete", f"{model}:{prompt}", lambda: run_model(model, prompt))
+        return self._serve_blocking("complete", f"{model}:{prompt}", run_model, model, prompt)
 

@@ -33,7 +33,7 @@ class MetadataStore(Service):
     async def get(self, doc_id: str) -> dict[str, str | int]:
         """The metadata of one document; :class:`~asynclab.faults.NotFound` for an unknown id."""
         check_text(doc_id, "doc_id")
-        return await self._serve("get", doc_id, lambda: self._lookup(doc_id))
+        return await self._serve("get", doc_id, self._lookup, doc_id)
 
     def _lookup(self, doc_id: str) -> dict[str, str | int]:
         info = _metadata(doc_id)

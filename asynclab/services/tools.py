@@ -100,7 +100,7 @@ class Tools(Service):
         if not re.fullmatch(r"[^\W\d_][\w .'-]*", city.strip()):
             raise ValueError(f"city must be a place name such as 'Lisbon', got {city!r}")
         name = city.strip().title()
-        return await self._serve("weather", name, lambda: _weather(name), latency=self.latencies["weather"])
+        return await self._serve("weather", name, _weather, name, latency=self.latencies["weather"])
 
     async def news(self, topic: str, limit: int = 3) -> list[str]:
         """The latest ``limit`` headlines about a topic."""
@@ -108,7 +108,7 @@ class Tools(Service):
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10:
             raise ValueError(f"limit must be an int from 1 to 10, got {limit!r}")
         return await self._serve(
-            "news", f"{limit}:{topic.lower()}", lambda: _news(topic, limit), latency=self.latencies["news"]
+            "news", f"{limit}:{topic.lower()}", _news, topic, limit, latency=self.latencies["news"]
         )
 
     async def stock_price(self, symbol: str) -> dict[str, str | float]:
@@ -117,5 +117,5 @@ class Tools(Service):
         if not _SYMBOL.fullmatch(symbol):
             raise ValueError(f"symbol must be 1 to 5 capital letters such as 'NVDA', got {symbol!r}")
         return await self._serve(
-            "stock_price", symbol, lambda: _stock(symbol), latency=self.latencies["stock_price"]
+            "stock_price", symbol, _stock, symbol, latency=self.latencies["stock_price"]
         )

@@ -114,7 +114,7 @@ class VectorStore(Service):
         check_count(k, "k")
         vector = _query_vector(query, 256)  # refuse a bad query before spending any latency
         key = query if isinstance(query, str) else "vector:" + vector.tobytes().hex()[:32]
-        return await self._serve("search", f"{k}:{key}", lambda: self._hits(vector, k))
+        return await self._serve("search", f"{k}:{key}", self._hits, vector, k)
 
     def _hits(self, query: npt.NDArray[np.float64], k: int) -> list[Hit]:
         return [
