@@ -15,7 +15,8 @@ here: :func:`attempt`, then ``expect_*`` helpers, then :func:`passed`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "Attempt",
     "ExerciseFailed",
     "attempt",
+    "close_coroutines",
     "expect",
     "expect_about",
     "expect_concurrent",
@@ -33,6 +35,7 @@ __all__ = [
     "expect_no_leaks",
     "fail",
     "passed",
+    "require_async",
     "within",
 ]
 
@@ -73,10 +76,7 @@ async def attempt(
     and did not finish are cancelled here (so nothing keeps running) and reported as leaked.
     """
     __tracebackhide__ = True
-    if not callable(function):
-        fail(f"pass your function itself, e.g. check(my_function), not {type(function).__name__}")
-    if not asyncio.iscoroutinefunction(function):
-        fail(f"{getattr(function, '__name__', 'your function')} must be an `async def` function")
+    require_async(function)
     before = asyncio.all_tasks()
     current = asyncio.current_task()
     hint = ""
@@ -102,6 +102,25 @@ async def attempt(
     if hint:
         fail(hint)  # outside the except block: no "During handling…" chain for the learner
     return Attempt(result, recorded, leaked)
+
+
+def require_async(function: object) -> None:
+    """Fail unless the learner passed an ``async def`` function itself (not a call of it)."""
+    __tracebackhide__ = True
+    if not callable(function):
+        fail(f"pass your function itself, e.g. check(my_function), not {type(function).__name__}")
+    if not asyncio.iscoroutinefunction(function):
+        fail(f"{getattr(function, '__name__', 'your function')} must be an `async def` function")
+
+
+def close_coroutines(values: Iterable[Any]) -> list[str]:
+    """Close the coroutine objects among ``values`` (no 'never awaited' warning later); their names."""
+    names = []
+    for value in values:
+        if inspect.iscoroutine(value):
+            names.append(value.__qualname__)
+            value.close()
+    return names
 
 
 def expect(condition: bool, hint: str) -> None:

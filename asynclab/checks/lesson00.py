@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from asynclab.checks import Attempt, attempt, expect, expect_about, expect_no_leaks, fail, passed
+from asynclab.checks import Attempt, attempt, close_coroutines, expect, expect_about, expect_no_leaks, fail, passed
 from asynclab.clock import sleep, stopwatch
 from asynclab.services import LLM, MetadataStore, PineconeStore
 
@@ -26,14 +26,6 @@ QUESTION = "How do I keep an LLM app from waiting on every call?"
 DOC_ID = "doc-090"
 
 
-def _close_coroutines(values: Sequence[Any]) -> list[str]:
-    """Close coroutine objects the learner returned (no 'never awaited' warning); their names."""
-    names = []
-    for value in values:
-        if inspect.iscoroutine(value):
-            names.append(value.__qualname__)
-            value.close()
-    return names
 
 
 async def _reference(question: str, doc_id: str) -> tuple[str, list[str], dict[str, Any]]:
@@ -77,11 +69,11 @@ async def check_handle_request(handle_request: Callable[..., Any]) -> None:
     expect_no_leaks(result)
     returned = result.result
     if inspect.iscoroutine(returned):
-        _close_coroutines([returned])
+        close_coroutines([returned])
         fail("you returned a coroutine object, not the results: did you forget an `await`?")
     expect(isinstance(returned, tuple) and len(returned) == 3,
            f"return a tuple of three things, (answer, doc_ids, metadata); you returned {returned!r:.120}")
-    forgotten = _close_coroutines(returned)
+    forgotten = close_coroutines(returned)
     expect(not forgotten,
            f"your tuple holds coroutine objects ({', '.join(forgotten)}), not results: a call was never "
            "awaited. Pass the calls to asyncio.gather and await it.")

@@ -16,7 +16,17 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from asynclab.checks import Attempt, ExerciseFailed, attempt, expect, expect_about, expect_no_leaks, fail, passed
+from asynclab.checks import (
+    Attempt,
+    ExerciseFailed,
+    attempt,
+    close_coroutines,
+    expect,
+    expect_about,
+    expect_no_leaks,
+    fail,
+    passed,
+)
 from asynclab.clock import now, sleep
 from asynclab.services import LLM, BlockingLLM, MetadataStore, PineconeStore
 from asynclab.services.llm import run_model
@@ -100,14 +110,6 @@ class WatchedBlockingLLM(BlockingLLM):
         return super().complete(prompt, model=model)
 
 
-def _close_coroutines(values: Any) -> list[str]:
-    """Close the coroutine objects among ``values`` (no 'never awaited' warning later); their names."""
-    names = []
-    for value in values:
-        if inspect.iscoroutine(value):
-            names.append(value.__qualname__)
-            value.close()
-    return names
 
 
 async def check_summarize_all(summarize_all: Callable[..., Any]) -> None:
@@ -124,11 +126,11 @@ async def check_summarize_all(summarize_all: Callable[..., Any]) -> None:
     result, heartbeat = await _watched(summarize_all, llm, texts)
     summaries = result.result
     if inspect.iscoroutine(summaries):
-        _close_coroutines([summaries])
+        close_coroutines([summaries])
         fail("you returned a coroutine object, not the summaries: did you forget an `await`?")
     expect(isinstance(summaries, list) and len(summaries) == len(texts),
            f"return a list with one summary per text ({len(texts)}); you returned {summaries!r:.120}")
-    forgotten = _close_coroutines(summaries)
+    forgotten = close_coroutines(summaries)
     expect(not forgotten,
            f"your list holds coroutine objects ({forgotten[0] if forgotten else ''}), not summaries: "
            "asyncio.to_thread(...) gives a coroutine; await it, e.g. with asyncio.gather(...)")
@@ -197,7 +199,7 @@ async def check_doc_card(doc_card: Callable[..., Any]) -> None:
         except ExerciseFailed as failed:
             hint = failed.hint
         if result is not None and isinstance(result.result, dict):
-            forgotten = _close_coroutines(result.result.values())
+            forgotten = close_coroutines(result.result.values())
         gc.collect()  # a coroutine object that was never awaited warns when it is destroyed
     unawaited = _never_awaited(caught)
     named = f" ({unawaited[0]})" if unawaited else ""
@@ -209,7 +211,7 @@ async def check_doc_card(doc_card: Callable[..., Any]) -> None:
     assert result is not None
     card = result.result
     if inspect.iscoroutine(card):
-        _close_coroutines([card])
+        close_coroutines([card])
         fail("you returned a coroutine object, not the card: did you forget an `await`?")
     expect(isinstance(card, dict), f"return a dict with title, author and summary; you returned {card!r:.120}")
     expect(not forgotten,

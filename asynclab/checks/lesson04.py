@@ -10,11 +10,10 @@ learner's function in a trace, and grades the text *and* the timing of the strea
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asynclab.checks import attempt, expect, expect_no_leaks, fail, passed, within
+from asynclab.checks import attempt, expect, expect_no_leaks, fail, passed, require_async, within
 from asynclab.latency import Streamed
 from asynclab.services.llm import LLM, run_model
 from asynclab.text import tokenize
@@ -32,12 +31,6 @@ UNTIL_PROMPT = "How do retries with backoff work?"
 UNTIL_STOP = "backoff"
 
 
-def _require_async(function: object) -> None:
-    __tracebackhide__ = True
-    if not callable(function):
-        fail(f"pass your function itself, e.g. check(my_function), not {type(function).__name__}")
-    if not asyncio.iscoroutinefunction(function):
-        fail(f"{getattr(function, '__name__', 'your function')} must be an `async def` function")
 
 
 async def _at_return(
@@ -70,7 +63,7 @@ def _one_stream(spans: list[Span], name: str) -> Span:
 async def check_collect_with_ttft(function: Callable[..., Awaitable[Any]]) -> None:
     """``collect_with_ttft(llm, prompt)`` returns ``(text, ttft, total)``, measured by the learner."""
     __tracebackhide__ = True
-    _require_async(function)
+    require_async(function)
     llm = LLM(stream_latency=TTFT_LATENCY)
     expected_text = run_model("assistant", TTFT_PROMPT)
     n = len(tokenize(expected_text))
@@ -113,7 +106,7 @@ async def check_collect_with_ttft(function: Callable[..., Awaitable[Any]]) -> No
 async def check_stream_until(function: Callable[..., Awaitable[Any]]) -> None:
     """``stream_until(llm, prompt, stop_word)`` returns the text before the stop word, closing the stream."""
     __tracebackhide__ = True
-    _require_async(function)
+    require_async(function)
     llm = LLM(stream_latency=UNTIL_LATENCY)
     tokens = tokenize(run_model("assistant", UNTIL_PROMPT))
     stop = next(i for i, token in enumerate(tokens) if token.strip() == UNTIL_STOP)

@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from asynclab.checks import attempt, expect, expect_concurrent, expect_no_leaks, fail, passed, within
+from asynclab.checks import attempt, expect, expect_concurrent, expect_no_leaks, fail, passed, require_async, within
 from asynclab.clock import get_speed
 from asynclab.faults import Faults, ServiceError
 from asynclab.services.vectorstores import PgVectorStore, PineconeStore, RedisStore, VectorStore, nearest
@@ -47,12 +47,6 @@ def rrf_scores(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, f
     return scores
 
 
-def _require_async(function: object) -> None:
-    __tracebackhide__ = True
-    if not callable(function):
-        fail(f"pass your function itself, e.g. check(my_function), not {type(function).__name__}")
-    if not asyncio.iscoroutinefunction(function):
-        fail(f"{getattr(function, '__name__', 'your function')} must be an `async def` function")
 
 
 def _ids(value: object) -> list[str]:
@@ -69,7 +63,7 @@ def _ids(value: object) -> list[str]:
 async def check_retrieve_all(function: Callable[..., Awaitable[Any]]) -> None:
     """``retrieve_all(stores, questions, k)``: every search at once, fused with RRF, top-k ids."""
     __tracebackhide__ = True
-    _require_async(function)
+    require_async(function)
     stores: list[VectorStore] = [RedisStore(), PgVectorStore(), PineconeStore()]
     latencies = [store.latency.seconds() for store in stores]
     calls = len(stores) * len(QUESTIONS)
@@ -139,7 +133,7 @@ async def _within(
 async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None:
     """``retrieve_within(stores, query, deadline)`` → ``(results, failures)`` by store name."""
     __tracebackhide__ = True
-    _require_async(function)
+    require_async(function)
     stores: list[VectorStore] = [
         RedisStore(),                                      # 0.2 s, fine
         PgVectorStore(faults=Faults(error_rate=1.0)),      # fails after 0.4 s
