@@ -10,8 +10,11 @@ matplotlib.use("Agg")
 
 from asynclab.clock import at_speed
 
-#: The speed the timing tests run at: 1 simulated second takes 20 ms of wall time.
-TEST_SPEED = 50.0
+#: The speed most timing tests run at: 1 simulated second takes 50 ms of wall time. Not 50:
+#: on this shared 2-core VM the loop now and then wakes 2-5 ms late, which at speed 50 is
+#: 0.1-0.25 simulated seconds, as large as the effects under test. The Σ-vs-max law itself is
+#: also checked at speed 50 (tests/test_base.py), with its allowance spelled out.
+TEST_SPEED = 20.0
 
 
 @pytest.fixture
@@ -20,7 +23,7 @@ def fast() -> Iterator[float]:
 
     The heap is frozen first: after hundreds of tests it is large, and a generation-2
     collection that lands inside a timed block pauses the loop for up to ~0.2 s of wall time,
-    10 simulated seconds at speed 50. Frozen objects are skipped by the collector, so the
+    4 simulated seconds at speed 20. Frozen objects are skipped by the collector, so the
     collections the test itself triggers stay short (and gc.freeze costs nothing, unlike
     gc.collect, which takes ~0.3 s per test once FastAPI is loaded).
     """

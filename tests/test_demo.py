@@ -4,16 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from asynclab.demo import run_demo
 
 
 def test_the_demo_takes_the_sum_one_after_another_and_the_max_concurrently(tmp_path: Path) -> None:
     result = run_demo(speed=50, png=tmp_path / "timeline.png")
-    # 5 % as the issue asks, plus 0.1 simulated s (2 ms of wall time at speed 50) per await.
-    assert result.sequential.elapsed == pytest.approx(2.1, rel=0.05, abs=0.1)
-    assert result.concurrent.elapsed == pytest.approx(1.2, rel=0.05, abs=0.1)
+    # 5 % as the issue asks, plus 0.05 simulated s per await (1 ms of wall time at speed 50,
+    # the speed the issue names: a shared 2-core VM wakes timers that late now and then).
+    # pytest.approx would take the larger of the two, so the sum is written out.
+    assert abs(result.sequential.elapsed - 2.1) <= 0.05 * 2.1 + 3 * 0.05
+    assert abs(result.concurrent.elapsed - 1.2) <= 0.05 * 1.2 + 0.05
     assert sorted(round(d, 1) for d in result.durations) == [0.3, 0.6, 1.2]
     assert result.png is not None and result.png.stat().st_size > 10_000
 
