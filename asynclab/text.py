@@ -21,11 +21,13 @@ from importlib import resources
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NO_ANSWER", "STOPWORDS", "TOPICS", "Document", "answer", "classify", "cosine",
+__all__ = ["MAX_DIM", "NO_ANSWER", "STOPWORDS", "TOPICS", "Document", "answer", "classify", "cosine",
            "embed", "load_corpus", "sentiment", "summarize", "tokenize", "words"]
 
 #: Topic labels of the corpus, as returned by :func:`classify`.
 TOPICS = ("llm", "retrieval", "embeddings", "agents", "serving", "async", "evaluation", "safety")
+#: The largest embedding size :func:`embed` makes (real models stop near 4,096; 16,384 floats are 128 KiB).
+MAX_DIM = 16384
 #: What :func:`answer` says when the context holds no answer.
 NO_ANSWER = "I don't know based on the given context."
 
@@ -234,6 +236,14 @@ def classify(text: str) -> tuple[str, float]:
     return ("other", 0.0) if total == 0 else (best, round(top / total * top / (top + 1), 4))
 
 
+def _check_seed(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"seed must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"seed must be an int >= 0, got {value}")
+    return value
+
+
 @functools.lru_cache(maxsize=65536)
 def _bucket(feature: str, dim: int) -> tuple[int, float]:
     value = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
@@ -241,33 +251,41 @@ def _bucket(feature: str, dim: int) -> tuple[int, float]:
 
 
 @functools.lru_cache(maxsize=32768)
-def _word_features(word: str, dim: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    index, sign = _bucket("w:" + _stem(word), dim)
+def _word_features(word: str, dim: int, seed: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    salt = f"{seed}/" if seed else ""  # seed 0 hashes the bare features: the course's default model
+    index, sign = _bucket(f"{salt}w:{_stem(word)}", dim)
     indices, values = [index], [sign * _WORD_WEIGHT]
     padded = f"#{word}#"
     for i in range(len(padded) - 2):
-        index, sign = _bucket("c:" + padded[i : i + 3], dim)
+        index, sign = _bucket(f"{salt}c:{padded[i : i + 3]}", dim)
         indices.append(index)
         values.append(sign * _TRIGRAM_WEIGHT)
     return tuple(indices), tuple(values)  # immutable: cached
 
 
-def embed(text: str, dim: int = 256) -> npt.NDArray[np.float64]:
-    """Feature-hashing embedding: a new L2-normalised float64 vector of length ``dim``.
+def embed(text: str, dim: int = 256, *, seed: int = 0) -> npt.NDArray[np.float64]:
+    """Feature-hashing embedding: a new L2-normalised float64 vector of length ``dim`` (at most
+    :data:`MAX_DIM`).
 
     Features: each content word's stem (weight 1.0) and the character trigrams of the word padded with
     ``#`` (weight 0.3); stopwords count only when the text has nothing else. Each feature is hashed with
     ``hashlib.blake2b`` (stable across processes, unlike ``hash()``) to a bucket, one hash bit giving its
     sign. Texts sharing words or word parts get a high :func:`cosine`. Should all features cancel out (a
     pathological collision), the zero vector is returned.
+
+    ``seed`` picks another family of hash functions: another "model". Vectors of different seeds or
+    sizes are not comparable, as with two real embedding models; seed 0 is the course's default.
     """
     text = _check_text(text)
     size = _check_positive_int(dim, "dim")
+    if size > MAX_DIM:
+        raise ValueError(f"dim must be at most {MAX_DIM} (MAX_DIM), got {size}")
+    seed = _check_seed(seed)
     tokens = [w for w in words(text) if w not in STOPWORDS] or words(text)
     indices: list[int] = []
     values: list[float] = []
     for word in tokens or [_SPACES_RE.sub(" ", text.strip().lower())]:  # symbols only: one "word"
-        idx, val = _word_features(word, size)
+        idx, val = _word_features(word, size, seed)
         indices += idx
         values += val
     counts = np.bincount(np.asarray(indices, dtype=np.intp), weights=values, minlength=size)

@@ -49,7 +49,7 @@ def test_corpus_has_at_least_120_documents_with_unique_ids() -> None:
     assert all(d.id == f"doc-{i:03d}" for i, d in enumerate(CORPUS, 1))
 
 
-def test_every_topic_is_covered_by_roughly_fifteen_documents() -> None:
+def test_every_topic_is_covered_by_twelve_to_twenty_documents() -> None:
     counts = Counter(d.topic for d in CORPUS)
     assert set(counts) == set(TOPICS)
     assert all(12 <= n <= 20 for n in counts.values()), counts
@@ -262,6 +262,26 @@ def test_nearest_corpus_document_is_on_the_expected_topic(
     assert best.topic in topics, f"{query!r} -> {best.id} {best.title!r} ({best.topic})"
 
 
+def test_another_seed_is_another_model_that_still_puts_similar_texts_close() -> None:
+    query, close, far = "retrying requests with backoff", "retry the request after a backoff", "PII redaction"
+    assert np.array_equal(embed(query, seed=0), embed(query))  # seed 0 is the default model
+    assert not np.allclose(embed(query, seed=1), embed(query, seed=2))
+    # The vectors of two models are unrelated (cosine near 0), yet each model ranks alike.
+    assert abs(cosine(embed(query, 256, seed=1), embed(query, 256, seed=2))) < 0.3
+    for dim, seed in [(128, 1), (256, 0), (384, 2)]:
+        vector = embed(query, dim, seed=seed)
+        assert vector.shape == (dim,) and np.linalg.norm(vector) == pytest.approx(1.0)
+        assert cosine(vector, embed(close, dim, seed=seed)) > 0.4 > cosine(vector, embed(far, dim, seed=seed))
+
+
+def test_an_absurd_embedding_size_is_refused_before_allocating_anything() -> None:
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="dim must be at most"):
+        embed("x", 10**18)
+    assert time.perf_counter() - start < 0.1
+    assert embed("x", text.MAX_DIM).shape == (text.MAX_DIM,)
+
+
 def test_embedding_a_sixty_word_text_takes_well_under_a_millisecond() -> None:
     sample = " ".join(doc_titled("Little's law").text.split()[:60])
     embed(sample)
@@ -324,6 +344,10 @@ BAD_CALLS: list[tuple[Callable[[], object], type[Exception], str]] = [
     (lambda: embed("x", -3), ValueError, r"dim must be a positive int \(>= 1\), got -3"),
     (lambda: embed("x", 2.0), TypeError, "dim must be an int, got float"),  # type: ignore[arg-type]
     (lambda: embed("x", True), TypeError, "dim must be an int, got bool"),
+    (lambda: embed("x", 10**18), ValueError, r"dim must be at most 16384 \(MAX_DIM\), got 10{18}"),
+    (lambda: embed("x", seed=-1), ValueError, "seed must be an int >= 0, got -1"),
+    (lambda: embed("x", seed=1.5), TypeError, "seed must be an int, got float"),  # type: ignore[arg-type]
+    (lambda: embed("x", seed=True), TypeError, "seed must be an int, got bool"),
     (lambda: answer("", "context"), ValueError, "question must be non-empty"),
     (lambda: answer(None, "context"), TypeError, "question must be a str, got NoneType"),  # type: ignore[arg-type]
     (lambda: answer("q?", None), TypeError, "context must be a str, got NoneType"),  # type: ignore[arg-type]
