@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import gc
+import logging
+import time
+import warnings
+from typing import Any
 
 import pytest
 
-from asynclab import LLM
+from asynclab import LLM, BlockingLLM, Faults, PgVectorStore, RedisStore
 from asynclab.checks import (
     ExerciseFailed,
     attempt,
+    fail,
     expect_concurrent,
     expect_max_concurrency,
     expect_no_leaks,
@@ -93,3 +101,217 @@ async def test_a_broken_limit_is_caught(fast: float) -> None:
     with pytest.raises(ExerciseFailed, match="5 calls were in flight at once, but the limit is 2"):
         expect_max_concurrency(await attempt(unlimited), 2)
     expect_max_concurrency(await attempt(limited), 2)
+
+
+# -- whose tasks: JupyterLab's Run All runs the kernel's own tasks on the same loop ----------
+
+
+async def test_tasks_the_kernel_starts_during_an_attempt_are_never_touched(fast: float) -> None:
+    """Issue 7: under Run All, ipykernel creates tasks while a check runs; they are not the learner's."""
+    llm = LLM(latency=0.3)
+    kernel_tasks: list[asyncio.Task[None]] = []
+    stop = asyncio.Event()
+
+    async def kernel() -> None:  # stands in for ipykernel's shell/IOPub handlers
+        for _ in range(5):
+            kernel_tasks.append(asyncio.create_task(stop.wait()))
+            await asyncio.sleep(0.001)
+
+    async def answer() -> list[str]:
+        return list(await asyncio.gather(llm.complete("a"), llm.complete("b")))
+
+    # The "kernel" runs in a context of its own, as ipykernel's tasks do.
+    running_kernel = asyncio.get_running_loop().create_task(kernel(), context=contextvars.Context())
+    result = await attempt(answer)
+    await running_kernel
+    assert result.leaked == [] and result.running_at_return == 0
+    assert len(kernel_tasks) == 5 and not any(task.done() for task in kernel_tasks)
+    stop.set()
+    await asyncio.gather(*kernel_tasks)
+
+
+async def test_a_task_started_by_the_learners_task_is_the_learners(fast: float) -> None:
+    llm = LLM(latency=1.0)
+
+    async def starts_a_starter() -> None:
+        async def starter() -> None:
+            asyncio.create_task(llm.complete("grandchild"))  # noqa: RUF006 - the leak under test
+            await asyncio.sleep(0)
+
+        await asyncio.create_task(starter())
+
+    result = await attempt(starts_a_starter)
+    assert [task.get_coro().__qualname__ for task in result.leaked] == ["LLM.complete"]  # type: ignore[union-attr]
+    assert result.leaked[0].cancelled()
+
+
+async def test_a_task_from_an_earlier_cell_still_running_is_left_alone(fast: float) -> None:
+    earlier = asyncio.create_task(asyncio.sleep(10))  # like an `await` of a previous cell, still going
+
+    async def answer() -> int:
+        await asyncio.sleep(0.001)
+        return 1
+
+    result = await attempt(answer)
+    assert result.result == 1 and not earlier.done()
+    earlier.cancel()
+
+
+async def test_a_task_factory_already_on_the_loop_is_kept_and_restored(fast: float) -> None:
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    try:
+        async def answer() -> None:
+            await asyncio.create_task(asyncio.sleep(0))
+
+        await attempt(answer)
+        assert loop.get_task_factory() is factory and "sleep" in made
+    finally:
+        loop.set_task_factory(None)
+
+
+# -- calls from threads --------------------------------------------------------------------
+
+
+async def test_calls_through_run_in_executor_land_in_the_attempts_trace(fast: float) -> None:
+    llm = BlockingLLM(latency=0.4)
+
+    async def answer() -> list[str]:
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(None, llm.complete, f"q{i}") for i in range(3))))
+
+    result = await attempt(answer)
+    assert len(result.trace.spans) == 3 and result.trace.max_concurrency() == 3
+
+
+# -- a frozen loop is named first -----------------------------------------------------------
+
+
+async def test_time_sleep_inside_async_def_gets_the_blocking_hint_not_a_timing_hint(fast: float) -> None:
+    llm = LLM(latency=0.2)
+
+    async def sleepy() -> list[str]:
+        time.sleep(0.3)  # wall seconds, as a learner would write it
+        return list(await asyncio.gather(llm.complete("a"), llm.complete("b")))
+
+    with pytest.raises(ExerciseFailed, match=r"^the event loop was frozen for \d+\.\d\d s \(0\.[23]\d\d s of wall"):
+        await attempt(sleepy)
+
+
+async def test_a_blocking_client_inside_async_def_is_named_in_the_hint(fast: float) -> None:
+    llm = BlockingLLM(latency=0.2)
+
+    async def blocking() -> str:
+        return llm.complete("hi")
+
+    with pytest.raises(ExerciseFailed, match=r"a blocking call ran on it \(llm\.complete of a blocking client"):
+        await attempt(blocking)
+
+
+# -- errors, named -------------------------------------------------------------------------
+
+
+async def test_an_error_inside_a_taskgroup_is_named_with_its_service(fast: float) -> None:
+    broken = PgVectorStore(faults=Faults(error_rate=1.0))
+    fine = RedisStore()
+
+    async def answer() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(broken.search("retries"))
+            tg.create_task(fine.search("retries"))
+
+    with pytest.raises(ExerciseFailed) as caught:
+        await attempt(answer)
+    assert "ExceptionGroup" not in caught.value.hint
+    assert caught.value.hint.startswith(
+        "your function raised 1 error(s) inside a TaskGroup: ServiceUnavailable from pgvector.search:")
+
+
+async def test_a_checkers_own_hint_is_not_wrapped_as_an_error_of_the_learner(fast: float) -> None:
+    async def step() -> None:
+        fail("put a timeout on each store")
+
+    with pytest.raises(ExerciseFailed, match="^put a timeout on each store$"):
+        await attempt(step)
+
+
+async def test_a_call_instead_of_the_function_is_refused_and_closed_without_a_warning(fast: float) -> None:
+    async def answer() -> int:
+        return 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would be an error here
+        with pytest.raises(ExerciseFailed, match=r"pass your function itself, e\.g\. check\(.*answer\), not a call"):
+            await attempt(answer())  # type: ignore[arg-type]
+        gc.collect()
+
+
+async def test_a_failed_task_nobody_awaited_is_reported_and_never_printed(
+    fast: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = LLM(latency=0.1, faults=Faults(error_rate=1.0))
+
+    async def forgets() -> str:
+        asyncio.create_task(broken.complete("lost"))  # noqa: RUF006 - the lost error under test
+        await asyncio.sleep(0.01)  # 0.2 simulated s: the task has failed by now
+        return "done"
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with pytest.raises(ExerciseFailed, match=r"a task your function started failed with ServiceUnavailable from "
+                                                 r"llm\.complete.*nothing awaited it"):
+            await attempt(forgets)
+        gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_gather_abandoned_on_a_timeout_prints_nothing_later(fast: float, caplog: pytest.LogCaptureFixture) -> None:
+    broken = LLM(latency=0.2, faults=Faults(error_rate=1.0))
+    slow = LLM(latency=5.0)
+
+    async def abandons() -> str:
+        pending = asyncio.gather(broken.complete("a"), slow.complete("b"))
+        await asyncio.wait([pending], timeout=0.02)  # 0.4 simulated s, then walks away
+        return "partial"
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with contextlib.suppress(ExerciseFailed):
+            await attempt(abandons)
+        gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+
+
+async def test_an_answer_that_swallows_cancellation_is_told_so(fast: float) -> None:
+    async def stubborn() -> None:
+        swallowed = False
+        while True:
+            try:
+                await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                if swallowed:  # the second request stops it, so the test leaves nothing behind
+                    raise
+                swallowed = True  # the mistake under test
+
+    with pytest.raises(ExerciseFailed, match="ignored cancellation"):
+        await attempt(stubborn, timeout=1)
+
+
+# -- how a failed check looks in a notebook --------------------------------------------------
+
+
+def test_a_failed_check_renders_as_the_exercise_and_the_hint() -> None:
+    async def check_example() -> None:
+        fail("your calls ran one after another")
+
+    check_example.__module__ = "asynclab.checks.lesson99"
+    try:
+        asyncio.run(check_example())
+    except ExerciseFailed as exc:
+        lines = exc._render_traceback_()
+    assert isinstance(ExerciseFailed("x"), AssertionError)
+    assert lines == ["\x1b[1;31m❌ Not yet\x1b[0m", "your calls ran one after another"]

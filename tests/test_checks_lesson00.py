@@ -118,3 +118,12 @@ async def test_predictions_must_be_a_pair_of_numbers(fast: float) -> None:
 
     with pytest.raises(ExerciseFailed, match=r"return a tuple of two numbers \(t_sync, t_async\)"):
         await lesson00.check_predict_times(one_number)
+
+
+async def test_passing_the_result_of_a_call_instead_of_the_function_names_the_mistake(fast: float) -> None:
+    def predict_times(stages: list[list[float]]) -> tuple[float, float]:
+        return 0.0, 0.0
+
+    with pytest.raises(ExerciseFailed, match=r"pass your function itself, check_predict_times\(predict_times\), not "
+                                             r"what a call of it returned \(tuple"):
+        await lesson00.check_predict_times(predict_times([[1.0]]))  # type: ignore[arg-type]

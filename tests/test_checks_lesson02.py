@@ -143,11 +143,54 @@ async def test_first_answer_cancelling_without_awaiting_is_told_to_await(fast: f
 
 
 async def test_first_answer_raising_the_fastest_replicas_error_is_told_to_skip_it(fast: float) -> None:
-    with pytest.raises(ExerciseFailed, match=r"fastest replica \(llm-us\) failed with ServiceUnavailable"):
+    with pytest.raises(ExerciseFailed, match=r"with the fastest replica \(llm-us\) down, your function raised the "
+                                             r"ServiceUnavailable"):
         await lesson02.check_first_answer(first_answer_that_trusts_the_fastest)
+
+
+async def first_answer_holding_one_back(services: Sequence[LLM], prompt: str) -> str:
+    """Races the first two replicas and asks the third only when both have failed (issue 7)."""
+    first, *rest = await _race(services[:2], prompt), None
+    if first is not None:
+        return first
+    answer = await _race(services[2:], prompt)
+    if answer is None:
+        raise RuntimeError("every replica failed")
+    return answer
+
+
+async def _race(services: Sequence[LLM], prompt: str) -> str | None:
+    tasks = [asyncio.create_task(s.complete(prompt)) for s in services]
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                return await next_done
+            except ServiceError:
+                continue
+        return None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_first_answer_holding_a_replica_back_until_others_fail_is_caught(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"with three healthy replicas, not every replica was asked at "
+                                             r"the start \(llm-asia never\): you held a replica back"):
+        await lesson02.check_first_answer(first_answer_holding_one_back)
+
+
+async def test_a_failed_check_names_its_exercise_when_rendered_in_a_notebook(fast: float) -> None:
+    with pytest.raises(ExerciseFailed) as caught:
+        await lesson02.check_first_answer(first_answer_after_waiting_for_all)
+    title, *hint = caught.value._render_traceback_()
+    assert "lesson02.check_first_answer" in title and "SLOWEST replica" in hint[0]
+    assert not any("asynclab/checks" in line for line in hint)
 
 
 async def test_the_replicas_race_has_one_fastest_and_one_broken_replica() -> None:
     healthy, broken = lesson02.replicas(), lesson02.replicas(fastest_fails=True)
     assert [s.latency.seconds() for s in healthy] == [0.8, 0.3, 2.0]
     assert [s.faults.error_rate for s in broken] == [0.0, 1.0, 0.0]
+    two_down = lesson02.replicas(failing=lesson02.SCENARIOS["the two fastest replicas (llm-us, llm-eu) down"])
+    assert [s.faults.error_rate for s in two_down] == [1.0, 1.0, 0.0]

@@ -15,19 +15,26 @@ here: :func:`attempt`, then ``expect_*`` helpers, then :func:`passed`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 from asynclab.clock import WALL_SLACK, get_speed
-from asynclab.tracing import Trace, trace
+from asynclab.faults import ServiceError
+from asynclab.tracing import Trace, catch_threads, trace
 
 __all__ = [
     "Attempt",
     "ExerciseFailed",
     "attempt",
     "close_coroutines",
+    "describe_error",
     "expect",
     "expect_about",
     "expect_concurrent",
@@ -41,11 +48,34 @@ __all__ = [
 
 
 class ExerciseFailed(AssertionError):
-    """The learner's answer is not right yet; the message says why and what to try."""
+    """The learner's answer is not right yet; the message says why and what to try.
+
+    An ``AssertionError`` for pytest; in a notebook it renders itself as the exercise and the hint
+    (IPython's ``_render_traceback_``), without a traceback of the checker's internals.
+    """
 
     def __init__(self, hint: str) -> None:
         super().__init__(hint)
         self.hint = hint
+
+    @property
+    def exercise(self) -> str:
+        """The checker that failed, e.g. ``lesson02.check_fetch_all`` (from the traceback)."""
+        found = ""
+        tb: TracebackType | None = self.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            module = str(frame.f_globals.get("__name__", ""))
+            if module.startswith("asynclab.checks.") and frame.f_code.co_name.startswith("check_"):
+                found = f"{module.rpartition('.')[2]}.{frame.f_code.co_name}"
+                break  # the outermost check_ frame: the one the learner called
+            tb = tb.tb_next
+        return found
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: a red title, then the hint."""
+        title = f"Not yet: {self.exercise}" if self.exercise else "Not yet"
+        return [f"\x1b[1;31m❌ {title}\x1b[0m", *self.hint.splitlines()]
 
 
 def fail(hint: str) -> None:
@@ -54,17 +84,193 @@ def fail(hint: str) -> None:
     raise ExerciseFailed(hint)
 
 
+def describe_error(exc: BaseException) -> str:
+    """An error in plain words, naming the service behind it and looking inside exception groups.
+
+        describe_error(ExceptionGroup("unhandled errors in a TaskGroup", [ServiceUnavailable(...)]))
+        # 'ServiceUnavailable from pgvector.search: pgvector.search failed (injected fault) …'
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = _leaves(exc)
+        shown = "; ".join(describe_error(leaf) for leaf in leaves[:3])
+        more = f" (and {len(leaves) - 3} more)" if len(leaves) > 3 else ""
+        where = "a TaskGroup" if "TaskGroup" in str(exc.message) else f"an {type(exc).__name__}"
+        return f"{len(leaves)} error(s) inside {where}: {shown}{more}"
+    if isinstance(exc, ServiceError) and exc.service:
+        return f"{type(exc).__name__} from {exc.service}.{exc.operation}: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
+
+
 @dataclass
 class Attempt:
-    """What happened when the learner's function ran: its result, trace and leftovers."""
+    """What happened when the learner's function ran: its result, trace and leftovers.
+
+    ``leaked``: tasks the function started (directly or through its own tasks) that were still
+    running when the checker looked, a few loop turns after the return; they were cancelled.
+    ``running_at_return`` / ``cancelling_at_return``: the same, counted at the very moment the
+    function returned (a task that was only *asked* to cancel is still running then).
+    ``froze``: simulated seconds the event loop stood still during the attempt, beyond what
+    scheduling noise explains.
+    """
 
     result: Any
     trace: Trace
     leaked: list[asyncio.Task[Any]] = field(default_factory=list)
+    running_at_return: int = 0
+    cancelling_at_return: int = 0
+    froze: float = 0.0
 
     @property
     def elapsed(self) -> float:
         return self.trace.elapsed
+
+
+# -- which tasks are the learner's -------------------------------------------------------------
+#
+# JupyterLab's Run All queues every cell at once, and ipykernel runs its own tasks on the same
+# loop while a cell runs. "New on the loop" is therefore not "the learner's": a task is the
+# learner's when it was created in the context the attempt runs the function in (tasks copy
+# their creator's context, so a task made by a task of the learner's is the learner's too).
+# A task factory, installed on the loop while any attempt runs, writes each such task down.
+
+
+class _Owned:
+    """The tasks created by one attempt's function, directly or indirectly."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self) -> None:
+        self.tasks: list[asyncio.Task[Any]] = []
+
+
+_owner: contextvars.ContextVar[_Owned | None] = contextvars.ContextVar("asynclab_attempt", default=None)
+#: Per loop: the task factory that was there before ours, and how many attempts are running.
+_factories: dict[asyncio.AbstractEventLoop, tuple[Any, int]] = {}
+
+
+def _owning_factory(previous: Any) -> Any:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = (
+            previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
+        )
+        context = kwargs.get("context")
+        owner = context.get(_owner) if context is not None else _owner.get()
+        if owner is not None:
+            owner.tasks.append(task)
+        return task
+
+    factory.asynclab_owning = True  # type: ignore[attr-defined]
+    return factory
+
+
+@contextmanager
+def _tracking_tasks(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    previous, active = _factories.get(loop, (loop.get_task_factory(), 0))
+    if active == 0:
+        loop.set_task_factory(_owning_factory(previous))
+    _factories[loop] = (previous, active + 1)
+    try:
+        yield
+    finally:
+        previous, active = _factories.pop(loop)
+        if active > 1:
+            _factories[loop] = (previous, active - 1)
+        elif getattr(loop.get_task_factory(), "asynclab_owning", False):
+            loop.set_task_factory(previous)
+
+
+# -- a frozen loop -------------------------------------------------------------------------------
+
+#: Wall seconds between heartbeat ticks while an attempt runs.
+HEARTBEAT = 0.005
+#: A stall of the loop counts as the learner's blocking call when it is longer than this many
+#: simulated seconds AND this many wall seconds. The wall floor is there because a busy 2-core
+#: machine (a garbage collection of the kernel's heap, another notebook) stalls a loop for tens
+#: of milliseconds now and then, and a correct answer must never be told it froze the loop.
+#: Blocking clients of this package are caught exactly instead (``Span.froze_loop``).
+FREEZE_SIMULATED = 0.25
+FREEZE_WALL = 0.1
+
+
+class _Heartbeat:
+    """Ticks every :data:`HEARTBEAT` wall seconds and remembers the longest silence."""
+
+    __slots__ = ("last", "longest")
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.longest = 0.0
+
+    def beat(self) -> None:
+        moment = time.perf_counter()
+        self.longest = max(self.longest, moment - self.last)
+        self.last = moment
+
+    async def run(self) -> None:
+        self.last = time.perf_counter()
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            self.beat()
+
+    @property
+    def frozen_wall(self) -> float:
+        return max(self.longest - HEARTBEAT, 0.0)
+
+
+def _freeze_hint(froze: float, wall: float, blocking: list[tuple[str, float]]) -> str:
+    if blocking:
+        seconds = sum(duration for _, duration in blocking)
+        return (f"the event loop was frozen for {seconds:.2f} s: a blocking call ran on it ({blocking[0][0]} of a "
+                "blocking client, inside async def), so nothing else could run while it waited. Await the async "
+                "version of the client, or run the blocking call in a thread: `await asyncio.to_thread(...)`.")
+    return (f"the event loop was frozen for {froze:.2f} s ({wall:.3f} s of wall time): a blocking call such as "
+            "time.sleep or a synchronous client inside async def. Await the async version "
+            "(`await asyncio.sleep(...)`, an async client) or use `await asyncio.to_thread(...)`.")
+
+
+# -- errors nobody retrieved ---------------------------------------------------------------------
+
+
+@contextmanager
+def _quiet_lost_futures(loop: asyncio.AbstractEventLoop, lost: list[str]) -> Iterator[None]:
+    """Collect "exception was never retrieved" reports instead of printing them later.
+
+    A future the learner's code abandoned reports its error when it is garbage-collected, in
+    whichever cell runs then. Collecting the garbage here, with our handler in place, turns that
+    stray red text into a hint of this check.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        exc = context.get("exception")
+        if "never retrieved" in message and isinstance(exc, BaseException):
+            lost.append(describe_error(exc))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        yield
+    finally:
+        gc.collect()
+        if loop.get_exception_handler() is handler:
+            loop.set_exception_handler(previous)
+
+
+# -- the attempt ---------------------------------------------------------------------------------
+
+#: Wall seconds a cancelled answer gets to finish cancelling before we say it ignored cancellation.
+CANCEL_GRACE = 1.0
 
 
 async def attempt(
@@ -72,44 +278,101 @@ async def attempt(
 ) -> Attempt:
     """Run ``function(*args, **kwargs)`` in a fresh trace and collect what it left behind.
 
-    timeout: simulated seconds before the attempt counts as stuck. Tasks the function started
-    and did not finish are cancelled here (so nothing keeps running) and reported as leaked.
+    timeout: simulated seconds before the attempt counts as stuck. Only tasks the function
+    started (directly, or through tasks it started) are the learner's: those still running when
+    it ends are cancelled here and reported as leaked. Other tasks on the loop (the kernel's, an
+    earlier cell's, a server's) are never touched. A frozen event loop is reported first.
     """
     __tracebackhide__ = True
     require_async(function)
-    before = asyncio.all_tasks()
-    current = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    owned = _Owned()
+    at_return = [0, 0]
+
+    async def run() -> Any:
+        value = await function(*args, **kwargs)
+        # In the same step as the return: a task that was only asked to cancel still counts.
+        running = [task for task in owned.tasks if not task.done()]
+        at_return[:] = [len(running), sum(1 for task in running if task.cancelling())]
+        return value
+
+    heartbeat = _Heartbeat()
+    beating = loop.create_task(heartbeat.run())  # ours: created outside the learner's context
     hint = ""
     result: Any = None
-    with trace() as recorded:
+    lost: list[str] = []
+    leaked: list[asyncio.Task[Any]] = []
+    with trace() as recorded, catch_threads(recorded), _quiet_lost_futures(loop, lost):
+        context = contextvars.copy_context()
+        context.run(_owner.set, owned)
+        main = loop.create_task(run(), context=context)
         try:
-            result = await asyncio.wait_for(function(*args, **kwargs), timeout / get_speed())
-        except NotImplementedError:
-            hint = "not done yet: replace `raise NotImplementedError` in the exercise cell with your code"
-        except TimeoutError:
-            hint = (f"your function was still running after {timeout:g} simulated seconds: "
-                    "is something awaiting forever (a hang, a queue nobody fills, a missing timeout)?")
-        except Exception as exc:
-            hint = f"your function raised {type(exc).__name__}: {exc}"
+            with _tracking_tasks(loop):
+                await asyncio.sleep(0)  # the heartbeat's first tick time is taken
+                done, _ = await asyncio.wait({main}, timeout=timeout / get_speed())
+                if not done:
+                    main.cancel()
+                    finished, _ = await asyncio.wait({main}, timeout=CANCEL_GRACE)
+                    hint = (f"your function was still running after {timeout:g} simulated seconds: is something "
+                            "awaiting forever (a hang, a queue nobody fills, a missing timeout)?")
+                    if not finished:
+                        hint += (" It also ignored cancellation: an `except` around an await swallowed "
+                                 "asyncio.CancelledError. Re-raise it (`except Exception` does not catch it).")
+                elif main.cancelled():
+                    hint = ("your function was cancelled from inside (a CancelledError escaped it): did it cancel "
+                            "its own task or await a task it had cancelled?")
+                elif (error := main.exception()) is not None:
+                    if isinstance(error, NotImplementedError):
+                        hint = "not done yet: replace `raise NotImplementedError` in the exercise cell with your code"
+                    elif isinstance(error, ExerciseFailed):
+                        hint = error.hint  # a checker's own step run as the function: its hint as is
+                    else:
+                        hint = f"your function raised {describe_error(error)}"
+                    del error
+                else:
+                    result = main.result()
         finally:
-            # Taken the moment the function ends (returned or raised): whatever it started and
-            # did not finish is a leak. Cancel it here so nothing keeps running after the check.
-            leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+            # Whatever the function started and did not finish is a leak: cancel it here, so
+            # nothing keeps running after the check, and nothing of anyone else's is touched.
+            if not main.done():
+                main.cancel()  # a second request: an answer that swallowed the first one may stop now
+            leaked = [task for task in owned.tasks if not task.done()]
             for task in leaked:
                 task.cancel()
             if leaked:
-                await asyncio.gather(*leaked, return_exceptions=True)
+                await asyncio.wait(leaked, timeout=CANCEL_GRACE)
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            heartbeat.beat()
+            for task in owned.tasks:  # read every error, so none is reported "never retrieved"
+                if task.done() and not task.cancelled() and getattr(task, "_log_traceback", False):
+                    lost.append(describe_error(task.exception()))  # type: ignore[arg-type]
+            owned.tasks.clear()
+    frozen_wall = heartbeat.frozen_wall
+    froze = frozen_wall * get_speed()
+    blocking = [(span.name, span.duration) for span in recorded.spans if span.froze_loop]
+    if blocking or (froze > FREEZE_SIMULATED and frozen_wall > FREEZE_WALL):
+        fail(_freeze_hint(froze, frozen_wall, blocking))  # first: it explains every later symptom
     if hint:
         fail(hint)  # outside the except block: no "During handling…" chain for the learner
-    return Attempt(result, recorded, leaked)
+    if lost:
+        fail(f"a task your function started failed with {lost[0]}, and nothing awaited it: the error was lost. "
+             "Await every task you start (a TaskGroup, or asyncio.gather) so its failure reaches you.")
+    return Attempt(result, recorded, leaked, at_return[0], at_return[1], froze)
 
 
 def require_async(function: object) -> None:
     """Fail unless the learner passed an ``async def`` function itself (not a call of it)."""
     __tracebackhide__ = True
+    if inspect.iscoroutine(function):
+        name = function.__qualname__
+        function.close()  # never awaited, and no warning about it later
+        fail(f"pass your function itself, e.g. check({name}), not a call of it: {name}(...) made a "
+             "coroutine object. Drop the parentheses.")
     if not callable(function):
         fail(f"pass your function itself, e.g. check(my_function), not {type(function).__name__}")
-    if not asyncio.iscoroutinefunction(function):
+    if not (inspect.iscoroutinefunction(function)
+            or inspect.iscoroutinefunction(type(function).__call__)):  # an object with async __call__
         fail(f"{getattr(function, '__name__', 'your function')} must be an `async def` function")
 
 

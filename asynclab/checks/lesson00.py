@@ -152,6 +152,10 @@ async def check_predict_times(predict_times: Callable[..., Any]) -> None:
     call), and shown next to a real measurement of the same plan.
     """
     __tracebackhide__ = True
+    if not callable(predict_times):
+        close_coroutines([predict_times])
+        fail(f"pass your function itself, check_predict_times(predict_times), not what a call of it returned "
+             f"({type(predict_times).__name__} {predict_times!r:.60}): drop the parentheses.")
     predictions = {}
     for name, stages in PLANS.items():
         predictions[name] = _predict(predict_times, name, stages)

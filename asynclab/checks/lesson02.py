@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from asynclab.checks import Attempt, ExerciseFailed, attempt, expect, expect_concurrent, fail, passed, within
@@ -40,47 +40,21 @@ REPLICA_LATENCY = {"llm-eu": 0.8, "llm-us": 0.3, "llm-asia": 2.0}
 
 
 class _Run:
-    """An :class:`Attempt` plus the tasks still running at the very moment the function returned.
+    """An :class:`Attempt`, with the tasks still running at the very moment the function returned.
 
-    :func:`attempt` looks a few loop turns later, when a task that was only cancelled has
-    already finished; here a cancelled-but-not-awaited task still counts as left running.
+    :func:`attempt` counts them in the same step as the return: a task that was only cancelled
+    (not awaited) is still running then, and counts as left running.
     """
 
-    def __init__(self, result: Attempt, running: int, cancelled: int) -> None:
+    def __init__(self, result: Attempt) -> None:
         self.attempt = result
-        self.running = running
-        self.cancelled = cancelled
+        self.running = result.running_at_return
+        self.cancelled = result.cancelling_at_return
 
 
 async def _attempt(function: Callable[..., Any], *args: Any) -> _Run:
-    """:func:`attempt`, noting tasks that were cancelled but still running when the function returned.
-
-    Tasks left behind are cancelled on every path, when the answer fails too.
-    """
     __tracebackhide__ = True
-    if not inspect.iscoroutinefunction(function):
-        await attempt(function, *args)  # fails with attempt's own hint (not callable / not async def)
-    running = cancelled = 0
-
-    async def watched(*arguments: Any) -> Any:
-        nonlocal running, cancelled
-        before = asyncio.all_tasks()
-        value = await function(*arguments)
-        left = [task for task in asyncio.all_tasks() - before if not task.done()]
-        running, cancelled = len(left), sum(1 for task in left if task.cancelling() > 0)
-        return value
-
-    watched.__qualname__ = getattr(function, "__qualname__", "your function")
-    before = asyncio.all_tasks()
-    try:
-        return _Run(await attempt(watched, *args), running, cancelled)
-    except ExerciseFailed:
-        current = asyncio.current_task()
-        stray = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
-        for task in stray:
-            task.cancel()
-        await asyncio.gather(*stray, return_exceptions=True)
-        raise
+    return _Run(await attempt(function, *args))
 
 
 def _expect_no_coroutines(value: Any, what: str) -> None:
@@ -133,13 +107,19 @@ async def check_fetch_all(fetch_all: Callable[..., Any]) -> None:
            f"slowest call ({max(durations):.2f} s), not the sum ({sum(durations):.2f} s).")
 
 
-def replicas(fastest_fails: bool = False) -> list[LLM]:
-    """Three replicas of the same LLM in three regions; optionally the fastest one is broken."""
-    return [
-        LLM(name=name, latency=seconds,
-            faults=Faults(error_rate=1.0) if fastest_fails and seconds == min(REPLICA_LATENCY.values()) else None)
-        for name, seconds in REPLICA_LATENCY.items()
-    ]
+def replicas(fastest_fails: bool = False, failing: Iterable[str] = ()) -> list[LLM]:
+    """Three replicas of the same LLM in three regions; the named ones (or the fastest) are broken."""
+    broken = set(failing) | ({min(REPLICA_LATENCY, key=REPLICA_LATENCY.__getitem__)} if fastest_fails else set())
+    return [LLM(name=name, latency=seconds, faults=Faults(error_rate=1.0) if name in broken else None)
+            for name, seconds in REPLICA_LATENCY.items()]
+
+
+#: The races check_first_answer runs: which replicas are broken in each.
+SCENARIOS: dict[str, tuple[str, ...]] = {
+    "three healthy replicas": (),
+    "the fastest replica (llm-us) down": ("llm-us",),
+    "the two fastest replicas (llm-us, llm-eu) down": ("llm-us", "llm-eu"),
+}
 
 
 def _expect_nothing_left_running(run: _Run) -> None:
@@ -155,52 +135,58 @@ def _expect_nothing_left_running(run: _Run) -> None:
          "(task.cancel()) and await them before returning.")
 
 
-async def _one_scenario(first_answer: Callable[..., Any], fastest_fails: bool) -> Attempt:
+async def _one_scenario(first_answer: Callable[..., Any], scenario: str) -> Attempt:
     __tracebackhide__ = True
-    services = replicas(fastest_fails)
+    failing = SCENARIOS[scenario]
+    services = replicas(failing=failing)
     latency = dict(REPLICA_LATENCY)
-    healthy = {name: s for name, s in latency.items() if not (fastest_fails and s == min(latency.values()))}
+    healthy = {name: s for name, s in latency.items() if name not in failing}
     winner = min(healthy, key=healthy.__getitem__)
     try:
         run = await _attempt(first_answer, services, QUESTION)
     except ExerciseFailed as exc:
-        if fastest_fails and "ServiceUnavailable" in exc.hint:
-            fail("the fastest replica (llm-us) failed with ServiceUnavailable and your function raised it. "
-                 "A failed call is not an answer: wrap each `await` of as_completed's results in "
-                 "try/except ServiceError and wait for the next one.")
+        if failing and "ServiceUnavailable" in exc.hint:
+            fail(f"with {scenario}, your function raised the ServiceUnavailable of a failed replica. A failed call "
+                 "is not an answer: wrap each `await` of as_completed's results in try/except ServiceError and "
+                 "wait for the next one.")
         raise
     _expect_nothing_left_running(run)
     expected = await LLM(latency=0).complete(QUESTION)
     result = run.attempt
     answer = result.result
     _expect_no_coroutines(answer, "what you returned")
-    if fastest_fails and isinstance(answer, BaseException):
-        fail(f"you returned the error of the failed replica ({type(answer).__name__}), not an answer: "
-             "skip failed calls and return the first one that succeeds.")
+    if failing and isinstance(answer, BaseException):
+        fail(f"with {scenario}, you returned the error of a failed replica ({type(answer).__name__}), not an "
+             "answer: skip failed calls and return the first one that succeeds.")
     expect(answer == expected,
            f"return the answer itself (a str), what any replica's complete(prompt) says: {expected!r:.80}; "
            f"you returned {answer!r:.80}")
+    started = {span.service: span.queued - result.trace.start for span in result.trace.spans}
+    late = sorted(name for name in latency if name not in started or not within(started[name], 0.0))
+    if late:
+        when = ", ".join(f"{n} at {started[n]:.2f} s" if n in started else f"{n} never" for n in late)
+        fail(f"with {scenario}, not every replica was asked at the start ({when}): you held a replica back. Race "
+             "every replica from the start: then a failure costs nothing, and the fastest healthy one wins.")
     slowest = max(latency.values())
-    if within(result.elapsed, slowest):
+    if within(result.elapsed, slowest) and healthy[winner] < slowest:
         fail(f"you got the right answer, but after {result.elapsed:.2f} s, the SLOWEST replica ({slowest:.2f} s): "
              "you waited for all of them (gather waits for every task). Take the first one to finish "
              "with asyncio.as_completed and cancel the rest.")
     expect(within(result.elapsed, healthy[winner]),
-           f"your function took {result.elapsed:.2f} s; the first answer that succeeds comes from {winner} "
-           f"after {healthy[winner]:.2f} s. Start all replicas at once and return as soon as one succeeds.")
+           f"with {scenario}, your function took {result.elapsed:.2f} s; the first answer that succeeds comes from "
+           f"{winner} after {healthy[winner]:.2f} s. Start all replicas at once and return as soon as one succeeds.")
     return result
 
 
 async def check_first_answer(first_answer: Callable[..., Any]) -> None:
-    """Grade ``first_answer(services, prompt) -> str`` on two races.
+    """Grade ``first_answer(services, prompt) -> str`` on three races.
 
-    1. Three healthy replicas (0.8, 0.3, 2.0 s): the answer arrives after ≈ 0.3 s, the fastest,
-       and no call is left running. 2. The fastest replica fails: the answer comes from the next
-       one (≈ 0.8 s), the error is not raised.
+    Three replicas (0.8, 0.3, 2.0 s), all asked at once: 1. all healthy: the answer arrives after
+    ≈ 0.3 s, the fastest, and no call is left running; 2. the fastest fails: the answer comes
+    from the next one (≈ 0.8 s), the error is not raised; 3. the two fastest fail: the slowest
+    answers (≈ 2.0 s), which it can only do in time if it was asked at the start.
     """
     __tracebackhide__ = True
-    healthy = await _one_scenario(first_answer, fastest_fails=False)
-    broken = await _one_scenario(first_answer, fastest_fails=True)
-    passed(f"first_answer returns the fastest replica's answer after {healthy.elapsed:.2f} s, skips a "
-           f"failed replica ({broken.elapsed:.2f} s with llm-us down) and leaves nothing running.")
-
+    times = [(await _one_scenario(first_answer, scenario)).elapsed for scenario in SCENARIOS]
+    passed(f"first_answer returns the fastest replica's answer after {times[0]:.2f} s, skips a failed replica "
+           f"({times[1]:.2f} s with llm-us down; {times[2]:.2f} s with two down) and leaves nothing running.")

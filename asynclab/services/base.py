@@ -195,6 +195,7 @@ class Service:
     ) -> T:
         """Steps 1–4 with ``time.sleep``: the calling thread (and its event loop) is blocked."""
         span = self._open(operation, key, items)
+        span.froze_loop = asyncio.events._get_running_loop() is not None  # called from async code
         self._check_rate_limit(span)
         if self._thread_slots is not None:
             self._thread_slots.acquire()
