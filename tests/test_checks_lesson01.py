@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import pytest
@@ -133,3 +134,14 @@ async def test_a_summary_awaited_but_of_the_wrong_text_is_a_wrong_result(fast: f
 
     with pytest.raises(ExerciseFailed, match=r"card\['summary'\] should be"):
         await lesson01.check_doc_card(summary_of_question)
+
+
+async def test_summaries_through_run_in_executor_pass_too(fast: float, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 7: run_in_executor does not carry the trace's context into the thread; the calls still count."""
+    async def summarize_in_executor(llm: BlockingLLM, texts: list[str]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        calls = [loop.run_in_executor(None, functools.partial(llm.complete, t, model="summarizer")) for t in texts]
+        return list(await asyncio.gather(*calls))
+
+    await lesson01.check_summarize_all(summarize_in_executor)
+    assert "✅ summarize_all keeps the loop free" in capsys.readouterr().out
