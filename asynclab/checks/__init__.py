@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from asynclab.clock import WALL_SLACK, get_speed
+from asynclab.clock import WALL_SLACK, get_speed, now
 from asynclab.faults import ServiceError
 from asynclab.tracing import Trace, catch_threads, trace
 
@@ -300,6 +300,7 @@ async def attempt(
     beating = loop.create_task(heartbeat.run())  # ours: created outside the learner's context
     hint = ""
     result: Any = None
+    ended = now()
     lost: list[str] = []
     leaked: list[asyncio.Task[Any]] = []
     with trace() as recorded, catch_threads(recorded), _quiet_lost_futures(loop, lost):
@@ -310,6 +311,7 @@ async def attempt(
             with _tracking_tasks(loop):
                 await asyncio.sleep(0)  # the heartbeat's first tick time is taken
                 done, _ = await asyncio.wait({main}, timeout=timeout / get_speed())
+                ended = now()  # the answer's time ends here, not after the checker's cleanup below
                 if not done:
                     main.cancel()
                     finished, _ = await asyncio.wait({main}, timeout=CANCEL_GRACE)
@@ -348,6 +350,7 @@ async def attempt(
                 if task.done() and not task.cancelled() and getattr(task, "_log_traceback", False):
                     lost.append(describe_error(task.exception()))  # type: ignore[arg-type]
             owned.tasks.clear()
+    recorded.end = ended
     frozen_wall = heartbeat.frozen_wall
     froze = frozen_wall * get_speed()
     blocking = [(span.name, span.duration) for span in recorded.spans if span.froze_loop]
