@@ -12,7 +12,7 @@ holds its own share of the bundled knowledge base (``asynclab/data``, chosen by 
 | store             | holds                                                     | model (dim, seed) | latency |
 | ----------------- | --------------------------------------------------------- | ----------------- | ------- |
 | ``RedisStore``    | FAQ cache: support FAQ, office hours notes, field guide,  | 128, seed 1       | 0.2 s   |
-|                   | plus copies of the 7 handbook pages asked about most      |                   |         |
+|                   | plus copies of the 7 product-docs pages asked about most  |                   |         |
 | ``PgVectorStore`` | internal wiki: team wiki, design reviews, postmortems,    | 384, seed 2       | 0.4 s   |
 |                   | plus 4 blog posts that began as wiki pages                |                   |         |
 | ``PineconeStore`` | product docs: handbook, lecture notes, engineering blog   | 256, seed 0       | 0.6 s   |
@@ -107,8 +107,8 @@ WHOLE = Collection("the whole knowledge base", None, frozenset(), "hash-256", 25
 FAQ_CACHE = Collection(
     "FAQ cache",
     frozenset({"support FAQ", "office hours notes", "field guide"}),
-    # The handbook and lecture pages behind the most-asked questions: TTFT, streaming, RAG,
-    # embeddings, backoff, gather, prompt injection.
+    # Product-docs pages behind the most-asked questions: TTFT, streaming, RAG, embeddings,
+    # backoff, gather, prompt injection.
     frozenset({"doc-002", "doc-005", "doc-017", "doc-033", "doc-069", "doc-083", "doc-113"}),
     "hash-128", 128, 1,
 )
