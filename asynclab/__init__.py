@@ -14,10 +14,12 @@ Times are simulated seconds; ``ASYNCLAB_SPEED`` (or :func:`set_speed`) runs them
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from asynclab.clock import Stopwatch, about, at_speed, get_speed, now, set_speed, sleep, stopwatch
 from asynclab.faults import Faults, NotFound, RateLimit, RateLimited, ServiceError, ServiceUnavailable
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
-from asynclab.plots import plot_scaling, plot_sum_vs_max, plot_timeline, plot_timelines
+from asynclab.palette import service_colour
 from asynclab.services import (
     LLM,
     BlockingEmbeddings,
@@ -35,6 +37,28 @@ from asynclab.services import (
 )
 from asynclab.text import Document, load_corpus
 from asynclab.tracing import Span, Trace, current_trace, trace
+
+if TYPE_CHECKING:  # imported on first use (see __getattr__): matplotlib takes half a second to load
+    from asynclab.plots import plot_scaling, plot_sum_vs_max, plot_timeline, plot_timelines
+
+#: Public names whose module is imported only when a name is first used.
+_LAZY = {name: "asynclab.plots" for name in ("plot_scaling", "plot_sum_vs_max", "plot_timeline", "plot_timelines")}
+
+if not TYPE_CHECKING:  # hidden from mypy, so a misspelt name is still an error there
+
+    def __getattr__(name: str) -> object:
+        """``asynclab.plot_timeline`` and ``from asynclab import plot_timeline`` import plotting now."""
+        if name in _LAZY:
+            import importlib
+
+            value = getattr(importlib.import_module(_LAZY[name]), name)
+            globals()[name] = value  # found directly from now on
+            return value
+        raise AttributeError(f"module 'asynclab' has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
@@ -75,6 +99,7 @@ __all__ = [
     "plot_sum_vs_max",
     "plot_timeline",
     "plot_timelines",
+    "service_colour",
     "set_speed",
     "sleep",
     "stopwatch",

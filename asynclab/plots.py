@@ -6,150 +6,184 @@
     fig = plot_scaling([1, 2, 4, 8], {"sync": [...], "async": [...]})
 
 Every function returns the matplotlib ``Figure`` (Jupyter shows it) and never calls
-``plt.show()``; every axis says its unit: simulated seconds.
+``plt.show()``; every axis says its unit: simulated seconds. Timelines speak the course's
+one picture language (:mod:`asynclab.timeline`): a service keeps its colour in every lesson
+(:mod:`asynclab.palette`), each row names its call, queued time is hatched before the call,
+failed and cancelled calls are outlined differently, and calls that ran on after the traced
+block are drawn whole. Bad arguments are refused with the argument named, absurdly long
+titles and labels included.
+
+``import asynclab`` does not import this module (matplotlib takes half a second to load):
+the first use of a plot function does.
 
 Introduced in notebook 00; scaling curves in 02.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Real
 
 import matplotlib.pyplot as plt
-from matplotlib.artist import Artist
-from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from asynclab.tracing import Span, Trace
+from asynclab.palette import CONCURRENT, FALLBACK, SEQUENTIAL
+from asynclab.timeline import ONE_ROW_EACH, SECONDS, Legend, add_legend, draw_timeline, extent, panel_rows, span_label
+from asynclab.tracing import Trace
 
-__all__ = ["plot_scaling", "plot_sum_vs_max", "plot_timeline", "plot_timelines"]
+__all__ = [
+    "MAX_LABEL",
+    "ONE_ROW_EACH",
+    "SECONDS",
+    "plot_scaling",
+    "plot_sum_vs_max",
+    "plot_timeline",
+    "plot_timelines",
+    "span_label",
+]
 
-SECONDS = "time (simulated seconds)"
-#: tab10 without its red: red outlines mark failed and cancelled calls.
-_PALETTE = [plt.get_cmap("tab10")(i) for i in range(10) if i != 3]
-#: Above this many spans a timeline packs spans into shared lanes instead of one row each.
-ONE_ROW_EACH = 40
-
-
-def _lanes(spans: Sequence[Span]) -> tuple[list[int], int]:
-    """First-fit lanes: a span goes on the first lane that is free when it arrives."""
-    if len(spans) <= ONE_ROW_EACH:
-        return list(range(len(spans))), len(spans)
-    lane_end: list[float] = []
-    lanes = []
-    for span in spans:
-        end = span.end if span.end is not None else span.start
-        for lane, busy_until in enumerate(lane_end):
-            if busy_until <= span.queued:
-                lane_end[lane] = end
-                lanes.append(lane)
-                break
-        else:
-            lane_end.append(end)
-            lanes.append(len(lane_end) - 1)
-    return lanes, len(lane_end)
+#: Titles, axis labels, panel and series names are one line: longer text belongs in the
+#: notebook's prose (and matplotlib spends seconds laying out a 100 KB title).
+MAX_LABEL = 200
+#: Panels in one plot_timelines figure: more than this is a scroll, not a comparison.
+MAX_PANELS = 20
 
 
-def _draw_timeline(ax: Axes, recorded: Trace, title: str | None) -> None:
-    spans = sorted(recorded.spans, key=lambda s: (s.queued, s.start))
-    t0 = recorded.start
-    services = sorted({span.name for span in spans})
-    colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(services)}
-    lanes, n_lanes = _lanes(spans)
-    failed = False
-    queued = False
-    for span, lane in zip(spans, lanes, strict=True):
-        end = span.end if span.end is not None else recorded.end or span.start
-        if span.wait > 1e-9:
-            queued = True
-            ax.barh(lane, span.wait, left=span.queued - t0, color=colours[span.name], alpha=0.25,
-                    hatch="//", edgecolor=colours[span.name])
-        ok = span.outcome == "ok"
-        failed |= not ok
-        ax.barh(lane, end - span.start, left=span.start - t0, color=colours[span.name],
-                edgecolor="black" if ok else "red", linewidth=0.5 if ok else 2.0)
-        if span.first_token is not None:
-            ax.plot(span.first_token - t0, lane, marker="|", color="black", markersize=12)
-    if len(spans) <= ONE_ROW_EACH:
-        labels = [f"{s.name} (attempt {s.attempt})" if s.attempt > 1 else s.name for s in spans]
-        ax.set_yticks(range(len(spans)), labels)
-        ax.set_ylabel("service call")
-    else:
-        ax.set_ylabel(f"lane ({len(spans)} calls in {n_lanes} lanes)")
-    ax.invert_yaxis()  # first call on top, time reads left to right
-    ax.set_xlabel(SECONDS)
-    ax.set_xlim(left=0)
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_title(title or (
-        f"{len(spans)} calls took {recorded.elapsed:.2f} s (Σ of calls {recorded.busy:.2f} s)"
-    ))
-    handles: list[Artist] = [Patch(color=colours[name], label=name) for name in services]
-    if queued:
-        handles.append(Patch(facecolor="white", edgecolor="grey", hatch="//", label="queued (at capacity)"))
-    if failed:
-        handles.append(Patch(facecolor="white", edgecolor="red", linewidth=2, label="failed / cancelled"))
-    if any(s.first_token is not None for s in spans):
-        handles.append(Line2D([], [], color="black", marker="|", linestyle="", markersize=12,
-                              label="first token"))
-    if handles:
-        # Outside the axes, so the legend never hides a bar.
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+# -- arguments ---------------------------------------------------------------------------------
+
+
+def _check_label(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if len(value) > MAX_LABEL:
+        raise ValueError(
+            f"{name} must be at most {MAX_LABEL} characters, got {len(value):,} ({value[:40]!r}…): "
+            "a title or label is one line, longer text belongs in the notebook's prose"
+        )
+    return value
+
+
+def _check_title(value: object, name: str = "title") -> str | None:
+    return None if value is None else _check_label(value, name)
+
+
+def _check_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {str(value)[:40]!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {number!r}")
+    return number
+
+
+def _check_numbers(values: object, name: str, what: str, *, seconds: bool = False) -> list[float]:
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a list of numbers, got {type(values).__name__}")
+    numbers = [_check_number(value, f"{name}[{i}]") for i, value in enumerate(values)]
+    if not numbers:
+        raise ValueError(f"{name} must list at least one {what}")
+    if seconds:
+        for i, number in enumerate(numbers):
+            if number < 0:
+                raise ValueError(f"{name}[{i}] must be simulated seconds ≥ 0, got {number!r}")
+    return numbers
+
+
+def _check_trace(value: object, name: str) -> Trace:
+    if not isinstance(value, Trace):
+        raise TypeError(f"{name} must be a Trace (from `with trace() as t:`), got {type(value).__name__}")
+    return value
 
 
 def plot_timeline(recorded: Trace, title: str | None = None) -> Figure:
-    """A Gantt chart of a trace: one bar per service call, overlapping calls on separate rows."""
+    """A Gantt chart of a trace: one bar per service call, overlapping calls on separate rows.
+
+        with trace() as t:
+            await asyncio.gather(llm.complete(q), store.search(q))
+        plot_timeline(t, title="Two calls at once")
+    """
     if not isinstance(recorded, Trace):
-        raise TypeError(f"plot_timeline needs a Trace (from `with trace() as t:`), got {type(recorded).__name__}")
-    rows = min(len(recorded.spans), ONE_ROW_EACH)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * max(rows, 3)), layout="constrained")
-    _draw_timeline(ax, recorded, title)
+        raise TypeError(
+            f"plot_timeline needs a Trace (from `with trace() as t:`), got {type(recorded).__name__}"
+        )
+    title = _check_title(title)
+    fig = plt.figure(figsize=(10, 1.6 + 0.3 * panel_rows(recorded)), layout="constrained")
+    add_legend(fig, draw_timeline(fig.add_subplot(), recorded, title))
     return fig
 
 
 def plot_timelines(traces: Mapping[str, Trace], title: str | None = None) -> Figure:
     """Several traces stacked on one shared time axis, e.g. ``{"sync": t1, "async": t2}``."""
+    if not isinstance(traces, Mapping):
+        raise TypeError(
+            "traces must be a dict of panel name to Trace, such as {'sync': t1, 'async': t2}; "
+            f"got {type(traces).__name__}"
+        )
     if not traces:
         raise ValueError("traces must hold at least one named Trace")
+    if len(traces) > MAX_PANELS:
+        raise ValueError(f"traces must hold at most {MAX_PANELS} traces (one panel each), got {len(traces)}")
     for name, recorded in traces.items():
-        if not isinstance(recorded, Trace):
-            raise TypeError(f"traces[{name!r}] must be a Trace, got {type(recorded).__name__}")
-    heights = [max(min(len(t.spans), ONE_ROW_EACH), 2) for t in traces.values()]
-    fig, axes = plt.subplots(len(traces), 1, sharex=True, squeeze=False, layout="constrained",
-                             figsize=(9, 1.0 + 0.4 * sum(heights)), height_ratios=heights)
+        _check_label(name, "each name in traces")
+        _check_trace(recorded, f"traces[{name!r}]")
+    title = _check_title(title)
+    heights = [panel_rows(t) for t in traces.values()]
+    fig = plt.figure(figsize=(10, 1.5 + 0.45 * len(heights) + 0.3 * sum(heights)), layout="constrained")
+    axes = fig.subplots(len(traces), 1, sharex=True, squeeze=False, height_ratios=heights)
+    legend: Legend = {}
     for ax, (name, recorded) in zip(axes[:, 0], traces.items(), strict=True):
-        _draw_timeline(ax, recorded, f"{name}: {recorded.elapsed:.2f} s")
-    # The panels share one time axis: make it fit the longest trace, not the last one drawn.
-    axes[0, 0].set_xlim(0, max(t.elapsed for t in traces.values()) * 1.03)
+        legend.update(draw_timeline(ax, recorded, f"{name}: {recorded.elapsed:.2f} s"))
+    # One time axis for all panels: it fits the longest panel, calls after a block's end included.
+    axes[0, 0].set_xlim(0, max(max(extent(t)[1] for t in traces.values()), 1e-3) * 1.03)
+    for ax in axes[:-1, 0]:
+        ax.set_xlabel("")  # the shared time axis is labelled once, under the last panel
+    fig.align_ylabels(axes[:, 0])
     if title:
         fig.suptitle(title)
+    add_legend(fig, legend)
     return fig
+
+
+# -- bars and curves ---------------------------------------------------------------------------
 
 
 def plot_sum_vs_max(
     sync: float, concurrent: float, durations: Sequence[float], title: str | None = None
 ) -> Figure:
-    """Measured sequential and concurrent totals next to the predictions Σ T_i and max T_i."""
-    if not durations:
-        raise ValueError("durations must list at least one call's simulated seconds")
-    total, longest = sum(durations), max(durations)
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    """Measured sequential and concurrent totals next to the predictions Σ T_i and max T_i.
+
+        plot_sum_vs_max(sequential.elapsed, concurrent.elapsed, durations=[1.2, 0.6, 0.3])
+    """
+    sync = _check_number(sync, "sync")
+    concurrent = _check_number(concurrent, "concurrent")
+    for name, value in (("sync", sync), ("concurrent", concurrent)):
+        if value < 0:
+            raise ValueError(f"{name} must be simulated seconds ≥ 0, got {value!r}")
+    times = _check_numbers(durations, "durations", "call's simulated seconds", seconds=True)
+    title = _check_title(title)
+    total, longest = sum(times), max(times)
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+    # Measured bars solid, predicted ones light and hatched; each way keeps its colour.
     bars = ax.bar(
         ["sequential\n(measured)", "Σ T_i\n(predicted)", "concurrent\n(measured)", "max T_i\n(predicted)"],
         [sync, total, concurrent, longest],
-        color=["tab:red", "mistyrose", "tab:blue", "lightsteelblue"],
-        edgecolor=["tab:red", "tab:red", "tab:blue", "tab:blue"],
+        color=[SEQUENTIAL, to_rgba(SEQUENTIAL, 0.2), CONCURRENT, to_rgba(CONCURRENT, 0.2)],
+        edgecolor=[SEQUENTIAL, SEQUENTIAL, CONCURRENT, CONCURRENT],
     )
+    for bar in bars.patches[1::2]:
+        bar.set_hatch("//")
     ax.bar_label(bars, fmt="%.2f s")
     ax.set_ylabel(SECONDS)
-    ax.set_title(title or f"{len(durations)} calls: sequential ≈ Σ, concurrent ≈ max")
-    ax.legend(handles=[Patch(color="tab:red", label="sequential (measured)"),
-                       Patch(color="mistyrose", label="Σ T_i (predicted)"),
-                       Patch(color="tab:blue", label="concurrent (measured)"),
-                       Patch(color="lightsteelblue", label="max T_i (predicted)")],
-              fontsize="small", loc="upper right")
-    ax.set_ylim(0, max(sync, total, concurrent, longest) * 1.2)
+    ax.set_title(title or f"{len(times)} calls: sequential ≈ Σ, concurrent ≈ max")
+    ax.set_ylim(0, max(sync, total, concurrent, longest, 1e-3) * 1.35)  # room for labels and legend
+    # The bars are named on the axis; the legend says what solid and hatched mean.
+    ax.legend(handles=[Patch(facecolor="dimgrey", label="measured (the traced run)"),
+                       Patch(facecolor="white", edgecolor="dimgrey", hatch="//",
+                             label="predicted from the calls' durations")],
+              loc="upper right", fontsize="small")
     return fig
 
 
@@ -160,20 +194,42 @@ def plot_scaling(
     xlabel: str = "number of calls",
     ylabel: str = SECONDS,
 ) -> Figure:
-    """One line per named series over ``ns``; dashed lines for names containing 'predicted'."""
-    if not ns:
-        raise ValueError("ns must list at least one x value")
+    """One line per named series over ``ns``.
+
+        plot_scaling([1, 2, 4], {"sync (measured)": [...], "Σ T_i (predicted)": [...]})
+
+    A series whose name contains 'predicted' is dashed and takes the colour of the measured
+    series just before it, so a prediction sits next to the measurement it predicts.
+    """
+    xs = _check_numbers(ns, "ns", "x value")
+    if not isinstance(series, Mapping):
+        raise TypeError(
+            "series must be a dict of series name to y values, such as {'sync': [1, 2, 4]}; "
+            f"got {type(series).__name__}"
+        )
     if not series:
         raise ValueError("series must hold at least one named list of y values")
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    title, xlabel, ylabel = (_check_label(title, "title"), _check_label(xlabel, "xlabel"),
+                             _check_label(ylabel, "ylabel"))
+    lines: list[tuple[str, list[float]]] = []
     for name, ys in series.items():
-        if len(ys) != len(ns):
-            raise ValueError(f"series[{name!r}] has {len(ys)} values but ns has {len(ns)}")
-        style = "--" if "predicted" in name else "-"
-        ax.plot(ns, ys, style, marker="o" if style == "-" else None, label=name)
+        _check_label(name, "each name in series")
+        values = _check_numbers(ys, f"series[{name!r}]", "y value")
+        if len(values) != len(xs):
+            raise ValueError(f"series[{name!r}] has {len(values)} values but ns has {len(xs)}")
+        lines.append((name, values))
+    colours = iter((SEQUENTIAL, CONCURRENT, *FALLBACK))
+    colour = SEQUENTIAL
+    fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+    for i, (name, ys) in enumerate(lines):
+        predicted = "predicted" in name
+        if not predicted or i == 0 or "predicted" in lines[i - 1][0]:
+            colour = next(colours, "black")
+        ax.plot(xs, ys, "--" if predicted else "-", marker=None if predicted else "o", color=colour, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     return fig
