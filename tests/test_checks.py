@@ -17,10 +17,10 @@ from asynclab import LLM, BlockingLLM, Faults, PgVectorStore, RedisStore
 from asynclab.checks import (
     ExerciseFailed,
     attempt,
-    fail,
     expect_concurrent,
     expect_max_concurrency,
     expect_no_leaks,
+    fail,
 )
 
 
@@ -237,7 +237,7 @@ async def test_a_checkers_own_hint_is_not_wrapped_as_an_error_of_the_learner(fas
     async def step() -> None:
         fail("put a timeout on each store")
 
-    with pytest.raises(ExerciseFailed, match="^put a timeout on each store$"):
+    with pytest.raises(ExerciseFailed, match=r"^put a timeout on each store$"):
         await attempt(step)
 
 
@@ -270,7 +270,9 @@ async def test_a_failed_task_nobody_awaited_is_reported_and_never_printed(
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
 
 
-async def test_gather_abandoned_on_a_timeout_prints_nothing_later(fast: float, caplog: pytest.LogCaptureFixture) -> None:
+async def test_gather_abandoned_on_a_timeout_prints_nothing_later(
+    fast: float, caplog: pytest.LogCaptureFixture
+) -> None:
     broken = LLM(latency=0.2, faults=Faults(error_rate=1.0))
     slow = LLM(latency=5.0)
 

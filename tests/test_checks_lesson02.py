@@ -150,7 +150,7 @@ async def test_first_answer_raising_the_fastest_replicas_error_is_told_to_skip_i
 
 async def first_answer_holding_one_back(services: Sequence[LLM], prompt: str) -> str:
     """Races the first two replicas and asks the third only when both have failed (issue 7)."""
-    first, *rest = await _race(services[:2], prompt), None
+    first = await _race(services[:2], prompt)
     if first is not None:
         return first
     answer = await _race(services[2:], prompt)
