@@ -16,7 +16,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from asynclab.clock import Stopwatch, about, at_speed, get_speed, now, set_speed, sleep, stopwatch
+from asynclab.clock import (
+    Stopwatch,
+    Timeout,
+    about,
+    at_speed,
+    get_speed,
+    now,
+    set_speed,
+    sleep,
+    stopwatch,
+    timeout,
+    wait_for,
+)
 from asynclab.faults import Faults, NotFound, RateLimit, RateLimited, ServiceError, ServiceUnavailable
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
 from asynclab.palette import service_colour
@@ -86,6 +98,7 @@ __all__ = [
     "Span",
     "Stopwatch",
     "Streamed",
+    "Timeout",
     "Tools",
     "Trace",
     "VectorStore",
@@ -103,6 +116,8 @@ __all__ = [
     "set_speed",
     "sleep",
     "stopwatch",
+    "timeout",
     "trace",
     "vector_store",
+    "wait_for",
 ]

@@ -15,26 +15,45 @@ Introduced in notebook 00.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TypeVar
 
 __all__ = [
+    "MAX_SPEED",
+    "MIN_SPEED",
     "Stopwatch",
+    "Timeout",
     "about",
     "at_speed",
+    "check_speed",
     "get_speed",
     "now",
     "set_speed",
     "sleep",
     "sleep_blocking",
     "sleep_until",
+    "speed_error",
     "stopwatch",
+    "timeout",
+    "wait_for",
     "wall_until",
 ]
+
+T = TypeVar("T")
+
+#: The slowest speed: at 0.001 a 1.2 s LLM call takes 20 minutes of wall time.
+MIN_SPEED = 1e-3
+#: The fastest speed: at a million, one microsecond of wall time (about what a timer or a
+#: ``perf_counter`` reading costs) is a whole simulated second, so faster only adds noise. A
+#: bound also keeps the clock exact: it adds wall time × speed to a float, which at 1e18 would
+#: jump by whole hours per step and stay that coarse after the speed is set back.
+MAX_SPEED = 1e6
 
 #: Wall seconds of scheduling noise we forgive in :func:`about`: a busy 2-core machine
 #: wakes a timer up to a few milliseconds late, and that lateness is multiplied by the
@@ -50,23 +69,25 @@ WALL_SLACK = 0.004
 TIMER_LEAD = 0.0008
 
 
-def _check_speed(value: object, name: str = "speed") -> float:
+_ALLOWED_SPEED = f"a number from {MIN_SPEED:g} to {MAX_SPEED:,.0f} (simulated seconds per wall second)"
+
+
+def check_speed(value: object, name: str = "speed") -> float:
+    """Validate a speed factor: a number from :data:`MIN_SPEED` to :data:`MAX_SPEED`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number > 0, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise TypeError(f"{name} must be {_ALLOWED_SPEED}, got {type(value).__name__} {value!r}")
+    if not MIN_SPEED <= value <= MAX_SPEED:  # also refuses NaN: every comparison with it is False
+        raise ValueError(f"{name} must be {_ALLOWED_SPEED}, got {value!r}")
     return float(value)
 
 
 def _speed_from_env() -> float:
-    raw = os.environ.get("ASYNCLAB_SPEED", "1")
+    """``ASYNCLAB_SPEED`` (1 when it is unset or empty), checked like :func:`set_speed`'s argument."""
+    raw = os.environ.get("ASYNCLAB_SPEED", "").strip() or "1"
     try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(
-            f"ASYNCLAB_SPEED must be a number > 0 (simulated seconds per wall second), got {raw!r}"
-        ) from None
-    return _check_speed(value, "ASYNCLAB_SPEED")
+        return check_speed(float(raw), "ASYNCLAB_SPEED")
+    except ValueError:  # not a number, or out of range: show what was written
+        raise ValueError(f"ASYNCLAB_SPEED must be {_ALLOWED_SPEED}, got {raw!r}") from None
 
 
 class _Clock:
@@ -89,7 +110,39 @@ class _Clock:
         self.speed = speed
 
 
-_clock = _Clock(_speed_from_env())
+class _UnsetClock:
+    """The clock while ``ASYNCLAB_SPEED`` is invalid: reading it raises the error, until set_speed().
+
+    The error waits for the first reading instead of failing ``import asynclab``, so that
+    ``python -m asynclab`` can report it in one line (the package is imported before ``main``).
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+    @property
+    def speed(self) -> float:
+        raise ValueError(f"{self.error}, or call asynclab.set_speed()")
+
+    def now(self) -> float:
+        raise ValueError(f"{self.error}, or call asynclab.set_speed()")
+
+
+def _initial_clock() -> _Clock | _UnsetClock:
+    try:
+        return _Clock(_speed_from_env())
+    except ValueError as exc:
+        return _UnsetClock(f"{exc}: fix it or unset it")
+
+
+_clock = _initial_clock()
+
+
+def speed_error() -> str | None:
+    """Why ``ASYNCLAB_SPEED`` could not be used (None when it could, or once a speed was set)."""
+    return _clock.error if isinstance(_clock, _UnsetClock) else None
 
 
 def get_speed() -> float:
@@ -98,13 +151,19 @@ def get_speed() -> float:
 
 
 def set_speed(speed: float) -> None:
-    """Set the speed factor for the whole process.
+    """Set the speed factor for the whole process; simulated time goes on from where it was.
 
         set_speed(50)           # 50 simulated seconds pass per wall second
 
-    speed: a finite number > 0. ``ASYNCLAB_SPEED`` gives the default (1).
+    speed: a number from :data:`MIN_SPEED` (0.001) to :data:`MAX_SPEED` (1,000,000).
+    ``ASYNCLAB_SPEED`` gives the default (1).
     """
-    _clock.set_speed(_check_speed(speed))
+    global _clock
+    value = check_speed(speed)
+    if isinstance(_clock, _UnsetClock):
+        _clock = _Clock(value)
+    else:
+        _clock.set_speed(value)
 
 
 @contextmanager
@@ -113,13 +172,25 @@ def at_speed(speed: float) -> Iterator[float]:
 
         with at_speed(100):
             await llm.complete("hi")
+
+    speed: as for :func:`set_speed`.
     """
-    previous = _clock.speed
-    _clock.set_speed(_check_speed(speed))
+    global _clock
+    value = check_speed(speed)
+    clock = _clock
+    if isinstance(clock, _UnsetClock):  # no valid speed to come back to: restore the error
+        _clock = _Clock(value)
+        try:
+            yield value
+        finally:
+            _clock = clock
+        return
+    previous = clock.speed
+    clock.set_speed(value)
     try:
-        yield _clock.speed
+        yield value
     finally:
-        _clock.set_speed(previous)
+        clock.set_speed(previous)
 
 
 def now() -> float:
@@ -168,13 +239,142 @@ async def sleep_until(deadline: float) -> None:
     await asyncio.sleep(wall_until(deadline))
 
 
+#: The longest single ``time.sleep``: it overflows near 2**63 ns (292 years), so a longer
+#: blocking wait (a latency of 1e18 s) is slept a day at a time instead of raising OverflowError.
+_LONGEST_BLOCK = 86_400.0
+
+
 def sleep_blocking(seconds: float) -> None:
     """Block the whole thread for ``seconds`` simulated seconds, like ``time.sleep``.
 
     This is the blocking-call pitfall made real: inside ``async def`` it freezes the event loop.
     Introduced in notebook 01.
     """
-    time.sleep(_check_seconds(seconds) / _clock.speed)
+    wall = _check_seconds(seconds) / _clock.speed
+    if wall <= _LONGEST_BLOCK:
+        time.sleep(wall)
+        return
+    end = time.monotonic() + wall
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, _LONGEST_BLOCK))
+
+
+def _check_timeout(seconds: object) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(
+            f"seconds must be a number of simulated seconds >= 0, or None for no timeout; got "
+            f"{type(seconds).__name__} {seconds!r}"
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(
+            f"seconds must be a finite number of simulated seconds >= 0, or None for no timeout; got {seconds!r}"
+        )
+    return float(seconds)
+
+
+def _loop_deadline(deadline: float | None) -> float | None:
+    """The running loop's time at which the simulated time ``deadline`` comes (aimed like sleep)."""
+    return None if deadline is None else asyncio.get_running_loop().time() + wall_until(deadline)
+
+
+class Timeout:
+    """``asyncio.Timeout`` in simulated seconds: what :func:`timeout` returns.
+
+        async with timeout(2.0) as cm:
+            await llm.complete(q)
+            cm.reschedule(now() + 1.0)      # one more simulated second from now
+        cm.expired()                        # True if the block was cut short
+
+    ``when()`` and ``reschedule(when)`` use :func:`now`'s clock (simulated seconds); None means
+    no deadline. The deadline becomes wall time when it is set: a speed change inside the block
+    does not move it.
+    """
+
+    __slots__ = ("_deadline", "_exited", "_inner")
+
+    def __init__(self, deadline: float | None) -> None:
+        self._deadline = deadline
+        self._inner: asyncio.Timeout | None = None
+        self._exited = False
+
+    def when(self) -> float | None:
+        """The simulated deadline (a :func:`now` reading), or None."""
+        return self._deadline
+
+    def reschedule(self, when: float | None) -> None:
+        """Move the deadline to the simulated time ``when`` (from :func:`now`); None removes it."""
+        if when is not None and (isinstance(when, bool) or not isinstance(when, (int, float))):
+            raise TypeError(f"when must be a simulated time from now(), or None; got {type(when).__name__} {when!r}")
+        if when is not None and not math.isfinite(when):
+            raise ValueError(f"when must be a finite simulated time from now(), or None; got {when!r}")
+        deadline = None if when is None else float(when)
+        if self._inner is not None:
+            self._inner.reschedule(_loop_deadline(deadline))  # RuntimeError once the block is over
+        self._deadline = deadline
+
+    def expired(self) -> bool:
+        """True once the deadline has cancelled the block."""
+        return self._inner is not None and self._inner.expired()
+
+    async def __aenter__(self) -> Timeout:
+        if self._inner is not None:
+            raise RuntimeError("this timeout has already been entered: make a new one with timeout(seconds)")
+        self._inner = asyncio.timeout_at(_loop_deadline(self._deadline))
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._inner is not None
+        self._exited = True
+        await self._inner.__aexit__(exc_type, exc, tb)  # turns its own cancellation into TimeoutError
+
+    def __repr__(self) -> str:
+        if self._inner is None:
+            state = "created"
+        else:
+            state = "expired" if self.expired() else "finished" if self._exited else "active"
+        when = "none" if self._deadline is None else f"{self._deadline:.3f}"
+        return f"<Timeout {state} when={when} (simulated)>"
+
+
+def timeout(seconds: float | None) -> Timeout:
+    """Cancel a block that runs longer than ``seconds`` simulated seconds: ``asyncio.timeout``, simulated.
+
+        async with timeout(1.5):
+            answer = await llm.complete(q)      # TimeoutError after 1.5 simulated seconds
+
+    seconds: a finite number of simulated seconds >= 0 (0: at the block's first await), or None
+    for no timeout. Raises the builtin ``TimeoutError`` outside the block, like ``asyncio.timeout``.
+    """
+    limit = _check_timeout(seconds)
+    return Timeout(None if limit is None else now() + limit)
+
+
+async def wait_for(aw: Awaitable[T], seconds: float | None) -> T:
+    """Await ``aw`` for at most ``seconds`` simulated seconds: ``asyncio.wait_for``, simulated.
+
+        hits = await wait_for(store.search(q), 0.5)   # TimeoutError if it takes longer
+
+    aw: a coroutine, task or future (a task or future is cancelled on timeout). seconds: as for
+    :func:`timeout`. Raises the builtin ``TimeoutError``.
+    """
+    if not inspect.isawaitable(aw):
+        raise TypeError(f"aw must be awaitable (a coroutine, task or future), got {type(aw).__name__} {aw!r}")
+    try:
+        cm = timeout(seconds)
+    except (TypeError, ValueError):
+        if inspect.iscoroutine(aw):
+            aw.close()  # it will never run: no "coroutine was never awaited" warning on top
+        raise
+    async with cm:
+        return await aw
 
 
 class Stopwatch:
@@ -231,7 +431,10 @@ def about(measured: float, expected: float, rel: float = 0.05) -> bool:
     """
     for name, value in (("measured", measured), ("expected", expected), ("rel", rel)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+            raise TypeError(f"{name} must be a finite number, got {type(value).__name__} {value!r}")
+        # inf would make any measurement "about" right (or none), NaN never: both hide a bug.
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
     if rel < 0:
-        raise ValueError(f"rel must be >= 0, got {rel!r}")
+        raise ValueError(f"rel must be a finite number >= 0 (0.05 is 5 %), got {rel!r}")
     return abs(measured - expected) <= rel * abs(expected) + WALL_SLACK * _clock.speed

@@ -15,10 +15,29 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import random
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Batched", "Fixed", "Jittered", "Latency", "Streamed", "as_latency", "seeded_random"]
+__all__ = [
+    "MAX_SIGMA",
+    "Batched",
+    "Fixed",
+    "Jittered",
+    "Latency",
+    "Streamed",
+    "as_latency",
+    "check_duration",
+    "seeded_random",
+]
+
+#: The widest lognormal spread :class:`Jittered` takes. Real services show 0.2-1.5; at 5 a
+#: 3-sigma call already takes 3 million times the median.
+MAX_SIGMA = 5.0
+
+#: The largest standard normal draw ``random.gauss`` can make (Box-Muller on 53-bit floats:
+#: sqrt(2·53·ln 2) ≈ 8.57), so a Jittered model's longest possible call is known up front.
+_MAX_GAUSS = 8.6
 
 
 def seeded_random(*parts: object) -> random.Random:
@@ -45,6 +64,34 @@ def check_count(value: object, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
+
+
+def check_duration(value: object, model: object, key: str = "", n: int = 1) -> float:
+    """What a latency model returned for one call, checked: a finite number of simulated seconds >= 0.
+
+    A NaN, an infinity or a negative duration would make the call hang or end at once without
+    a word, so it fails the call instead, naming the model and the request.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"latency model {model!r} returned {type(value).__name__} {value!r} for request {str(key)[:40]!r}"
+            f" (n={n}): it must return a number of simulated seconds >= 0"
+        )
+    seconds = float(value)
+    if not 0.0 <= seconds < math.inf:  # NaN fails every comparison
+        raise ValueError(
+            f"latency model {model!r} returned {value!r} for request {str(key)[:40]!r} (n={n}):"
+            " it must return a finite number of simulated seconds >= 0"
+        )
+    return seconds
+
+
+def _check_n(n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int >= 0 (items in the call), got {type(n).__name__} {n!r}")
+    if n < 0:
+        raise ValueError(f"n must be an int >= 0 (items in the call), got {n!r}")
+    return n
 
 
 @runtime_checkable
@@ -92,6 +139,8 @@ class Jittered:
     ) -> None:
         self.median = check_seconds(median, "median")
         self.sigma = check_seconds(sigma, "sigma")
+        if self.sigma > MAX_SIGMA:
+            raise ValueError(f"sigma must be from 0 to {MAX_SIGMA:g} (0.3 is typical), got {sigma!r}")
         if isinstance(tail_rate, bool) or not isinstance(tail_rate, (int, float)) or not (
             0.0 <= tail_rate <= 1.0
         ):
@@ -101,14 +150,22 @@ class Jittered:
         if factor < 1:
             raise ValueError(f"tail_factor must be >= 1, got {tail_factor!r}")
         self.tail_factor = factor
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
         self.seed = seed
+        longest = self.median * math.exp(self.sigma * _MAX_GAUSS) * self.tail_factor
+        if not math.isfinite(longest):
+            raise ValueError(
+                f"median={median!r}, sigma={sigma!r} and tail_factor={tail_factor!r} can draw a duration"
+                " too large for a float: make them smaller"
+            )
 
     def seconds(self, key: str = "", n: int = 1) -> float:
         rng = seeded_random("jitter", self.seed, key)
         value = self.median * math.exp(self.sigma * rng.gauss(0.0, 1.0))
         if rng.random() < self.tail_rate:
             value *= self.tail_factor
-        return value
+        return value  # finite and >= 0: the constructor bounded the longest draw
 
     def __repr__(self) -> str:
         tail = f", tail_rate={self.tail_rate:g}" if self.tail_rate else ""
@@ -128,7 +185,13 @@ class Streamed:
         self.per_token = check_seconds(per_token, "per_token")
 
     def seconds(self, key: str = "", n: int = 1) -> float:
-        return self.first_token + self.per_token * max(n - 1, 0)
+        """The whole stream of ``n`` tokens (n >= 0; 0 and 1 both cost the first token)."""
+        steps = max(_check_n(n) - 1, 0)
+        try:
+            value = self.first_token + self.per_token * steps
+        except OverflowError:  # an int too large for a float
+            value = math.inf
+        return check_duration(value, self, key, n)
 
     def __repr__(self) -> str:
         return f"Streamed(first_token={self.first_token:g}, per_token={self.per_token:g})"
@@ -144,19 +207,66 @@ class Batched:
         self.per_item = check_seconds(per_item, "per_item")
 
     def seconds(self, key: str = "", n: int = 1) -> float:
-        return self.base + self.per_item * n
+        """One call carrying ``n`` items (n >= 0)."""
+        try:
+            value = self.base + self.per_item * _check_n(n)
+        except OverflowError:  # an int too large for a float
+            value = math.inf
+        return check_duration(value, self, key, n)
 
     def __repr__(self) -> str:
         return f"Batched(base={self.base:g}, per_item={self.per_item:g})"
 
 
+class _Checked:
+    """A latency model written outside asynclab, with every answer checked by :func:`check_duration`.
+
+    It stands in for the model (its repr and attributes are the model's): asynclab's own
+    models check themselves, anybody else's could return NaN, a negative or a string.
+    """
+
+    __slots__ = ("model", "name")
+
+    def __init__(self, model: Latency, name: str) -> None:
+        self.model = model
+        self.name = name
+
+    def seconds(self, key: str = "", n: int = 1) -> float:
+        value = self.model.seconds(key, n)
+        try:
+            return check_duration(value, self.model, key, n)
+        except (TypeError, ValueError) as exc:
+            if self.name == "latency":
+                raise
+            raise type(exc)(f"{self.name}: {exc}") from None  # which of a service's models
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute in _Checked.__slots__:  # not set yet (copy, pickle): no recursion
+            raise AttributeError(attribute)
+        return getattr(self.model, attribute)
+
+    def __repr__(self) -> str:
+        return repr(self.model)
+
+
+_OWN_MODELS = (Fixed, Jittered, Streamed, Batched)
+
+
 def as_latency(value: object, name: str = "latency") -> Latency:
-    """Accept a number (a :class:`Fixed` duration) or any latency model."""
+    """Accept a number (a :class:`Fixed` duration) or any latency model.
+
+    A model of your own (any object with a ``seconds(key, n)`` method) has what it returns
+    checked at every call: a NaN, infinite or negative duration fails the call with a ValueError
+    naming the model, instead of hanging it or ending it at once.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return Fixed(check_seconds(value, name))
-    if isinstance(value, Latency):
-        return value
+    if type(value) in _OWN_MODELS or isinstance(value, _Checked):
+        return value  # type: ignore[return-value]  # one of the four classes above
+    if isinstance(value, Latency) and callable(value.seconds):
+        return _Checked(value, name)
     raise TypeError(
         f"{name} must be a number of simulated seconds or a latency model"
-        f" (Fixed, Jittered, Streamed, Batched), got {type(value).__name__} {value!r}"
+        f" (Fixed, Jittered, Streamed, Batched, or an object with a seconds(key, n) method),"
+        f" got {type(value).__name__} {value!r}"
     )

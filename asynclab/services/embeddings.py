@@ -19,10 +19,10 @@ import numpy.typing as npt
 
 from asynclab import text as textlib
 from asynclab.faults import Faults
-from asynclab.latency import Batched, Latency, check_count
+from asynclab.latency import Batched, Latency
 from asynclab.services.base import Service, check_text
 
-__all__ = ["BlockingEmbeddings", "Embeddings", "Vector"]
+__all__ = ["BlockingEmbeddings", "Embeddings", "Vector", "check_texts"]
 
 Vector = npt.NDArray[np.float64]
 
@@ -30,15 +30,25 @@ Vector = npt.NDArray[np.float64]
 DEFAULT_LATENCY = Batched(base=0.1, per_item=0.005)
 
 
-def _check_batch(texts: object) -> list[str]:
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
+def check_texts(texts: object) -> list[str]:
+    """Validate a batch: a list (or other sequence) of non-empty ``str``, never one ``str``."""
+    # A str (or bytes) is a sequence too, of characters: embedding each one is never meant.
+    if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Sequence):
         raise TypeError(
-            f"texts must be a list of str, got {type(texts).__name__}"
+            f"texts must be a list of str, got {type(texts).__name__} {texts!r:.60}"
             + (" (use embed() for one text)" if isinstance(texts, str) else "")
         )
     if not texts:
         raise ValueError("texts must hold at least one text, got an empty list")
     return [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+
+
+def _check_dim(dim: object) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int from 1 to {textlib.MAX_DIM}, got {type(dim).__name__} {dim!r}")
+    if not 1 <= dim <= textlib.MAX_DIM:
+        raise ValueError(f"dim must be an int from 1 to {textlib.MAX_DIM} (real models use 256-4096), got {dim!r}")
+    return dim
 
 
 class _EmbeddingsBase(Service):
@@ -57,14 +67,14 @@ class _EmbeddingsBase(Service):
             name=name, latency=DEFAULT_LATENCY if latency is None else latency,
             faults=faults, capacity=capacity,
         )
-        self.dim = check_count(dim, "dim")
+        self.dim = _check_dim(dim)
 
     def _vectors(self, batch: list[str]) -> list[Vector]:
         return [textlib.embed(t, self.dim) for t in batch]
 
 
 class Embeddings(_EmbeddingsBase):
-    """An async embedding client. dim: vector size (default 256)."""
+    """An async embedding client. dim: vector size, from 1 to ``asynclab.text.MAX_DIM`` (default 256)."""
 
     async def embed(self, text: str) -> Vector:
         """The unit vector of one text."""
@@ -73,7 +83,7 @@ class Embeddings(_EmbeddingsBase):
 
     async def embed_batch(self, texts: Sequence[str]) -> list[Vector]:
         """Vectors for many texts in one request: one ``base`` latency for the whole batch."""
-        batch = _check_batch(texts)
+        batch = check_texts(texts)
         return await self._serve(
             "embed_batch", "\x1f".join(batch), self._vectors, batch, items=len(batch)
         )
@@ -91,7 +101,7 @@ class BlockingEmbeddings(_EmbeddingsBase):
         return self._serve_blocking("embed", text, textlib.embed, text, self.dim)
 
     def embed_batch(self, texts: Sequence[str]) -> list[Vector]:
-        batch = _check_batch(texts)
+        batch = check_texts(texts)
         return self._serve_blocking(
             "embed_batch", "\x1f".join(batch), self._vectors, batch, items=len(batch)
         )
