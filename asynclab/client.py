@@ -19,9 +19,11 @@ Introduced in notebook 08.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -41,7 +43,8 @@ from asynclab.schemas import (
     Weather,
 )
 from asynclab.services import Hit
-from asynclab.services.embeddings import Vector
+from asynclab.services.base import check_text
+from asynclab.services.embeddings import Vector, check_texts
 from asynclab.tracing import Span, record
 
 __all__ = ["ASGIApp", "ServiceClient"]
@@ -94,6 +97,42 @@ def _response_error(response: httpx.Response, operation: str) -> Exception:
     return _error(response.status_code, body, operation, response.headers.get("Retry-After"))
 
 
+def _segment(value: object, name: str) -> str:
+    """One path parameter, escaped: ``doc-001#x`` stays one id instead of becoming ``doc-001``."""
+    text = check_text(value, name)
+    if text in (".", ".."):  # a dot segment would be resolved away: /metadata/.. is /
+        return text.replace(".", "%2E")
+    return quote(text, safe="")
+
+
+def _check_base_url(base_url: object) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str such as 'http://127.0.0.1:8000', got {type(base_url).__name__}")
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"base_url must be an http:// or https:// URL with a host, such as 'http://127.0.0.1:8000'"
+            f" (a server's .url), got {base_url!r}"
+        )
+    return base_url
+
+
+def _check_timeout(timeout: object) -> float | httpx.Timeout | None:
+    if timeout is None or isinstance(timeout, httpx.Timeout):
+        return timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be wall seconds (a number > 0), an httpx.Timeout or None; got {type(timeout).__name__}"
+            f" {timeout!r:.60}"
+        )
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a finite number of wall seconds > 0 (or None: no timeout), got {timeout!r}")
+    return float(timeout)
+
+
 #: The status each error type of an ``error`` event stands for.
 _STATUS = {"RateLimited": 429, "NotFound": 404, "ServiceUnavailable": 503, "ValueError": 422}
 
@@ -109,11 +148,12 @@ class ServiceClient:
             async for token in client.stream("What is time to first token?"):
                 print(token, end="")
 
-    base_url: a running server's URL. app: an ASGI app (``create_app()``) served in process by
-    ``httpx.ASGITransport`` instead; give exactly one of the two. timeout: an httpx timeout in
-    *wall* seconds (httpx knows nothing of simulated time; default 30 s). limits: the
-    connection pool, ``httpx.Limits(max_connections=100)`` by default: more concurrent calls
-    than connections wait for one.
+    base_url: a running server's URL (``http://`` or ``https://`` and a host). app: an ASGI app
+    (``create_app()``) served in process by ``httpx.ASGITransport`` instead; give exactly one of
+    the two. In process, a server fault is a 500 answer too, as over a socket. timeout: an httpx
+    timeout in *wall* seconds (httpx knows nothing of simulated time; default 30 s). limits: an
+    ``httpx.Limits`` for the connection pool, ``httpx.Limits(max_connections=100)`` by default:
+    more concurrent calls than connections wait for one.
     """
 
     __slots__ = ("_http", "base_url", "limits")
@@ -129,13 +169,22 @@ class ServiceClient:
         if (base_url is None) == (app is None):
             raise ValueError(
                 f"give exactly one of base_url= (a running server) or app= (in process); "
-                f"got base_url={base_url!r} and app={app!r}"
+                f"got base_url={base_url!r} and app={app!r:.60}"
             )
+        if app is not None and not callable(app):
+            raise TypeError(f"app must be an ASGI app such as create_app(), got {type(app).__name__} {app!r:.60}")
+        if limits is not None and not isinstance(limits, httpx.Limits):
+            raise TypeError(
+                f"limits must be an httpx.Limits, e.g. httpx.Limits(max_connections=10), or None;"
+                f" got {type(limits).__name__} {limits!r:.60}"
+            )
+        checked_timeout = _check_timeout(timeout)
         self.limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        transport = httpx.ASGITransport(app=app) if app is not None else None
-        self.base_url = base_url or "http://asynclab.local"
+        # raise_app_exceptions=False: an app's crash comes back as its 500 answer, as over a socket.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False) if app is not None else None
+        self.base_url = "http://asynclab.local" if base_url is None else _check_base_url(base_url)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, transport=transport, timeout=timeout, limits=self.limits
+            base_url=self.base_url, transport=transport, timeout=checked_timeout, limits=self.limits
         )
 
     async def __aenter__(self) -> ServiceClient:
@@ -216,19 +265,19 @@ class ServiceClient:
         return np.asarray(EmbedResponse.model_validate(body).vector, dtype=np.float64)
 
     async def embed_batch(self, texts: Sequence[str]) -> list[Vector]:
-        """Vectors for many texts in one request (``POST /embeddings/batch``)."""
-        body = await self._call("POST", "/embeddings/batch", json={"texts": list(texts)})
+        """Vectors for many texts in one request (``POST /embeddings/batch``); a str is refused."""
+        body = await self._call("POST", "/embeddings/batch", json={"texts": check_texts(texts)})
         return [np.asarray(v, dtype=np.float64) for v in EmbedBatchResponse.model_validate(body).vectors]
 
     async def search(self, store: str, query: str, k: int = 3) -> list[Hit]:
         """Top-``k`` documents from one store: ``redis``, ``pgvector`` or ``pinecone``."""
-        path = f"/search/{store}"
+        path = f"/search/{_segment(store, 'store')}"
         body = await self._call("POST", "/search/{store}", path, json={"query": query, "k": k})
         return [Hit(**hit.model_dump()) for hit in SearchResponse.model_validate(body).hits]
 
     async def metadata(self, doc_id: str) -> dict[str, str | int]:
         """The metadata of one document; :class:`NotFound` for an unknown id."""
-        body = await self._call("GET", "/metadata/{doc_id}", f"/metadata/{doc_id}")
+        body = await self._call("GET", "/metadata/{doc_id}", f"/metadata/{_segment(doc_id, 'doc_id')}")
         return Metadata.model_validate(body).model_dump()
 
     async def weather(self, city: str) -> dict[str, str | float | int]:

@@ -6,6 +6,8 @@
 
 The server (:mod:`asynclab.server`) validates requests with these models, so bad input gets a
 422 naming the field; the client (:mod:`asynclab.client`) sends and reads the same models.
+They check everything the services would refuse (blank text, a city that is no place name,
+``k=true``), so a ValueError the services raise past this point is the server's own fault (5xx).
 Times are simulated seconds, like everywhere in asynclab.
 
 Introduced in notebook 08.
@@ -13,9 +15,12 @@ Introduced in notebook 08.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo
+
+from asynclab.services.base import check_text
 
 __all__ = [
     "MAX_BATCH",
@@ -23,6 +28,7 @@ __all__ = [
     "AgentResponse",
     "CompleteRequest",
     "CompleteResponse",
+    "DocId",
     "EmbedBatchRequest",
     "EmbedBatchResponse",
     "EmbedRequest",
@@ -32,12 +38,17 @@ __all__ = [
     "Metadata",
     "ModelName",
     "News",
+    "PlaceName",
     "SearchRequest",
     "SearchResponse",
+    "ShortText",
     "SpanTiming",
     "StockQuote",
     "StoreName",
     "StreamDone",
+    "Text",
+    "Ticker",
+    "Topic",
     "Weather",
 ]
 
@@ -49,7 +60,52 @@ StoreName = Literal["redis", "pgvector", "pinecone"]
 #: Most texts one /embeddings/batch request may carry: a request body stays well under 1 MB.
 MAX_BATCH = 256
 
-_Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+def _not_blank(value: str, info: ValidationInfo) -> str:
+    return check_text(value, info.field_name or "text")  # the services' own rule and message
+
+
+def _not_blank_as(name: str) -> AfterValidator:
+    """The same check for a query or path parameter (FastAPI validates those without a field name)."""
+    return AfterValidator(lambda value: check_text(value, name))
+
+
+#: Mirror the tools' own rules (``Tools.weather``, ``Tools.stock_price``; a test keeps them in step).
+_PLACE = re.compile(r"[^\W\d_][\w .'-]*")
+_TICKER = re.compile(r"[A-Z]{1,5}")
+
+
+def _place_name(value: str) -> str:
+    if not _PLACE.fullmatch(value.strip()):
+        raise ValueError(f"city must be a place name such as 'Lisbon', got {value!r}")
+    return value
+
+
+def _ticker(value: str) -> str:
+    if not _TICKER.fullmatch(value):
+        raise ValueError(f"symbol must be 1 to 5 capital letters such as 'NVDA', got {value!r}")
+    return value
+
+
+#: A text a service takes: 1 to 20,000 characters, not only spaces.
+Text = Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(_not_blank)]
+#: A short argument of a tool or a path (a topic, a document id): 1 to 200 characters, not blank.
+ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_not_blank)]
+_Short = Field(min_length=1, max_length=200)
+#: A document id in a path, like ``doc-001``.
+DocId = Annotated[str, _Short, _not_blank_as("doc_id")]
+#: What the news tool takes: any topic.
+Topic = Annotated[str, _Short, _not_blank_as("topic")]
+#: What the weather tool takes: letters, spaces, dots, apostrophes and hyphens, like 'São Paulo'.
+PlaceName = Annotated[str, _Short, _not_blank_as("city"), AfterValidator(_place_name)]
+#: What the stock tool takes: 1 to 5 capital letters.
+Ticker = Annotated[str, _not_blank_as("symbol"), AfterValidator(_ticker)]
+
+
+class _Request(BaseModel):
+    # JSON numbers only: NaN and ±Infinity are no JSON (the server refuses them in the body too).
+    model_config = ConfigDict(allow_inf_nan=False)
 
 
 class ErrorBody(BaseModel):
@@ -61,8 +117,8 @@ class ErrorBody(BaseModel):
     retry_after: float | None = Field(default=None, description="simulated seconds to wait (429 only)")
 
 
-class CompleteRequest(BaseModel):
-    prompt: _Text
+class CompleteRequest(_Request):
+    prompt: Text
     model: ModelName = "assistant"
 
 
@@ -77,8 +133,8 @@ class StreamDone(BaseModel):
     tokens: int
 
 
-class EmbedRequest(BaseModel):
-    text: _Text
+class EmbedRequest(_Request):
+    text: Text
 
 
 class EmbedResponse(BaseModel):
@@ -86,8 +142,8 @@ class EmbedResponse(BaseModel):
     vector: list[float]
 
 
-class EmbedBatchRequest(BaseModel):
-    texts: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+class EmbedBatchRequest(_Request):
+    texts: list[Text] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class EmbedBatchResponse(BaseModel):
@@ -95,9 +151,10 @@ class EmbedBatchResponse(BaseModel):
     vectors: list[list[float]]
 
 
-class SearchRequest(BaseModel):
-    query: _Text
-    k: int = Field(default=3, ge=1, le=128, description="how many documents, best first")
+class SearchRequest(_Request):
+    query: Text
+    # Strict: like the stores' own check, k=true or k=2.0 is refused, not read as 1 or 2.
+    k: StrictInt = Field(default=3, ge=1, le=128, description="how many documents, best first")
 
 
 class HitModel(BaseModel):
@@ -144,14 +201,14 @@ class StockQuote(BaseModel):
     change_pct: float
 
 
-class AgentRequest(BaseModel):
+class AgentRequest(_Request):
     """A question, and which tools to call: each tool runs only when its field is given."""
 
-    question: _Text
-    k: int = Field(default=3, ge=1, le=20, description="documents to keep after merging the three stores")
-    city: str | None = Field(default=None, description="call the weather tool for this city")
-    news_topic: str | None = Field(default=None, description="call the news tool for this topic")
-    symbol: str | None = Field(default=None, description="call the stock tool for this ticker")
+    question: Text
+    k: StrictInt = Field(default=3, ge=1, le=20, description="documents to keep after merging the three stores")
+    city: PlaceName | None = Field(default=None, description="call the weather tool for this city")
+    news_topic: ShortText | None = Field(default=None, description="call the news tool for this topic")
+    symbol: Ticker | None = Field(default=None, description="call the stock tool for this ticker")
 
 
 class SpanTiming(BaseModel):

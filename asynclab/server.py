@@ -17,7 +17,10 @@
 Every handler is ``async`` and only awaits the services, so one event loop serves many
 requests at once. Errors are JSON (:class:`~asynclab.schemas.ErrorBody`): bad input → 422,
 :class:`RateLimited` → 429 with ``Retry-After`` in whole *simulated* seconds (rounded up),
-:class:`ServiceUnavailable` → 503, :class:`NotFound` → 404.
+:class:`ServiceUnavailable` → 503, :class:`NotFound` → 404. Only request validation is a 422
+(the schemas check all the services would refuse; a JSON body with NaN, Infinity or bytes that
+are not UTF-8 too, see :mod:`asynclab.strictjson`): any other exception, a ValueError included,
+is the server's own fault, a 500 with an ErrorBody (and its traceback in the server's log).
 
 A stream starts once its first token is ready, so a rate limit or a fault before the first
 token is a real 429/503; a fault after it arrives as an ``error`` event (the status is already
@@ -30,9 +33,11 @@ import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
@@ -43,6 +48,7 @@ from asynclab.schemas import (
     AgentResponse,
     CompleteRequest,
     CompleteResponse,
+    DocId,
     EmbedBatchRequest,
     EmbedBatchResponse,
     EmbedRequest,
@@ -51,15 +57,19 @@ from asynclab.schemas import (
     HitModel,
     Metadata,
     News,
+    PlaceName,
     SearchRequest,
     SearchResponse,
     SpanTiming,
     StockQuote,
     StoreName,
     StreamDone,
+    Ticker,
+    Topic,
     Weather,
 )
-from asynclab.services import LLM, STORES, Embeddings, Hit, MetadataStore, Tools, VectorStore
+from asynclab.services import LLM, STORES, Embeddings, Hit, MetadataStore, Service, Tools, VectorStore
+from asynclab.strictjson import StrictJSON
 from asynclab.tracing import trace
 
 __all__ = ["Services", "create_app"]
@@ -90,18 +100,28 @@ def create_app(
         with BackgroundServer(app) as server:
             print(server.url + "/docs")
 
+    llm, embeddings, metadata, tools: the async clients (``LLM``, ``Embeddings``, ...), checked here:
+    a blocking client or anything else is a TypeError now, not a failing request later.
     stores: replaces some of the three stores by name, e.g. ``{"pinecone": PineconeStore(latency=2)}``.
     A service with ``capacity=`` must be served by one event loop only (its queue belongs to it).
     """
+    if stores is not None and not isinstance(stores, Mapping):
+        raise TypeError(
+            f"stores must be a mapping of store names to stores, like {{'redis': RedisStore()}};"
+            f" got {type(stores).__name__} {stores!r:.80}"
+        )
     unknown = set(stores or {}) - set(STORES)
     if unknown:
-        raise ValueError(f"stores keys must be among {sorted(STORES)}; got {sorted(unknown)}")
+        raise ValueError(f"stores keys must be among {sorted(STORES)}; got {sorted(unknown, key=repr)}")
+    given = dict(stores or {})
     services = Services(
-        llm=llm or LLM(),
-        embeddings=embeddings or Embeddings(),
-        stores={name: (stores or {}).get(name) or kind() for name, kind in STORES.items()},
-        metadata=metadata or MetadataStore(),
-        tools=tools or Tools(),
+        llm=_service("llm", llm, LLM),
+        embeddings=_service("embeddings", embeddings, Embeddings),
+        stores={
+            name: _service(f"stores[{name!r}]", given.get(name), VectorStore, kind) for name, kind in STORES.items()
+        },
+        metadata=_service("metadata", metadata, MetadataStore),
+        tools=_service("tools", tools, Tools),
     )
     app = FastAPI(
         title="asynclab services",
@@ -111,11 +131,27 @@ def create_app(
     )
     app.state.services = services
     app.include_router(router)
+    app.add_middleware(StrictJSON)
     app.add_exception_handler(RateLimited, _on_service_error)
     app.add_exception_handler(ServiceError, _on_service_error)
-    app.add_exception_handler(ValueError, _on_bad_argument)
-    app.add_exception_handler(TypeError, _on_bad_argument)
+    app.add_exception_handler(RequestValidationError, _on_invalid_request)
+    app.add_exception_handler(Exception, _on_server_fault)
     return app
+
+
+S = TypeVar("S", bound=Service)
+
+
+def _service(name: str, value: object, kind: type[S], default: type[S] | None = None) -> S:
+    """The service given for ``name`` if it is a ``kind``, else a clear TypeError; None: the default."""
+    if value is None:
+        return (default or kind)()
+    if not isinstance(value, kind):
+        got = type(value).__name__ if isinstance(value, Service) else f"{type(value).__name__} {value!r:.60}"
+        if type(value).__name__.startswith("Blocking"):
+            got += f", a blocking client: it would freeze the server's event loop (use {kind.__name__}())"
+        raise TypeError(f"{name} must be an asynclab {kind.__name__} (or None for the default), got {got}")
+    return value
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -133,10 +169,34 @@ async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=exc.status, headers=headers)
 
 
-async def _on_bad_argument(request: Request, exc: Exception) -> JSONResponse:
-    # The services raise ValueError/TypeError naming the argument, the value and what is allowed.
-    body = ErrorBody(detail=str(exc), error=type(exc).__name__)
-    return JSONResponse(body.model_dump(), status_code=422)
+def _json_safe(value: Any) -> Any:
+    """The value with NaN and ±inf as strings: a 422 echoes the input, and JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+async def _on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own 422 format ({"detail": [{"loc", "msg", "input", ...}]}), safe to serialise:
+    # a validator's exception in "ctx" becomes its message (jsonable_encoder would make it {}).
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {**error, "ctx": {key: str(value) if isinstance(value, BaseException) else value
+                          for key, value in error["ctx"].items()}} if isinstance(error.get("ctx"), dict) else error
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, status_code=422)
+
+
+async def _on_server_fault(request: Request, exc: Exception) -> JSONResponse:
+    # Anything else that escaped a handler is the server's fault, not the client's: a 500 with a
+    # JSON body. Starlette raises the exception again after this answer, so the server logs it.
+    body = ErrorBody(detail=f"internal server error: {type(exc).__name__}: {exc}", error=type(exc).__name__)
+    return JSONResponse(body.model_dump(), status_code=500)
 
 
 def _error_event(exc: ServiceError) -> ServerSentEvent:
@@ -238,28 +298,25 @@ async def search(store: StoreName, body: SearchRequest, svc: Svc) -> SearchRespo
 
 
 @router.get("/metadata/{doc_id}", responses={404: {"model": ErrorBody}})
-async def metadata(doc_id: str, svc: Svc) -> Metadata:
+async def metadata(doc_id: DocId, svc: Svc) -> Metadata:
     """The metadata of one document, e.g. ``doc-001`` (0.3 s); 404 for an unknown id."""
     return Metadata.model_validate(await svc.metadata.get(doc_id))
 
 
-_Arg = Query(min_length=1, max_length=200)
-
-
 @router.get("/tools/weather")
-async def weather(city: Annotated[str, _Arg], svc: Svc) -> Weather:
+async def weather(city: Annotated[PlaceName, Query()], svc: Svc) -> Weather:
     """Current weather for a city (0.5 s)."""
     return Weather.model_validate(await svc.tools.weather(city))
 
 
 @router.get("/tools/news")
-async def news(topic: Annotated[str, _Arg], svc: Svc, limit: Annotated[int, Query(ge=1, le=10)] = 3) -> News:
+async def news(topic: Annotated[Topic, Query()], svc: Svc, limit: Annotated[int, Query(ge=1, le=10)] = 3) -> News:
     """The latest headlines about a topic (0.8 s)."""
     return News(topic=topic, headlines=await svc.tools.news(topic, limit))
 
 
 @router.get("/tools/stock")
-async def stock(symbol: Annotated[str, _Arg], svc: Svc) -> StockQuote:
+async def stock(symbol: Annotated[Ticker, Query()], svc: Svc) -> StockQuote:
     """The last price of a ticker symbol such as ``NVDA`` (0.3 s)."""
     return StockQuote.model_validate(await svc.tools.stock_price(symbol))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import math
 import socket
 import threading
 import time
@@ -29,7 +30,7 @@ import uvicorn
 
 from asynclab.client import ASGIApp
 
-__all__ = ["BackgroundServer", "bind", "is_loopback"]
+__all__ = ["BackgroundServer", "bind", "check_host", "check_port", "is_loopback"]
 
 #: Wall seconds a stopping server lets running requests finish before it cancels them.
 GRACEFUL_SHUTDOWN = 1
@@ -45,16 +46,47 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_HOSTS = (
+    "an IP address: '127.0.0.1' or '::1' (this machine only), '0.0.0.0' or '::' (every interface,"
+    " reachable from other machines) or one interface's address; or 'localhost'"
+)
+
+
+def check_host(host: object) -> str:
+    """Validate an address to listen on: an IP address or ``localhost``, never ``""``.
+
+    An empty host would bind every interface without saying so (and make the URL ``http://:PORT``):
+    listening beyond this machine takes an explicit address such as ``0.0.0.0``.
+    """
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, {_HOSTS}; got {type(host).__name__} {host!r:.60}")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"host must be {_HOSTS}; got {host!r:.60}") from None
+    return host
+
+
+def check_port(port: object) -> int:
+    """Validate a TCP port: an int from 0 (any free port) to 65535."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int from 0 (any free port) to 65535, got {type(port).__name__} {port!r:.60}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int from 0 (any free port) to 65535, got {port!r}")
+    return port
+
+
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     """A TCP socket bound to ``host:port`` (``port=0``: a free one), ready for uvicorn.
 
         sock = bind("127.0.0.1", 0)
         sock.getsockname()[1]          # the port the OS picked
 
-    Raises ``OSError`` naming the port when it is already in use.
+    host: see :func:`check_host`. Raises ``OSError`` naming the port when it is already in use.
     """
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"port must be an int from 0 (any free port) to 65535, got {port!r}")
+    check_host(host)
+    check_port(port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
     # without it Nagle + delayed ACKs add ~40 ms to every request on a kept-alive connection.
@@ -76,6 +108,16 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+def _check_startup_timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"startup_timeout must be a number of wall seconds > 0, got {type(value).__name__} {value!r:.60}"
+        )
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"startup_timeout must be a finite number of wall seconds > 0, got {value!r}")
+    return float(value)
+
+
 class BackgroundServer:
     """Serve an ASGI app with uvicorn in a background thread (its own event loop).
 
@@ -84,8 +126,9 @@ class BackgroundServer:
         server.stop()
 
     app: the ASGI app (default: ``create_app()``). host: ``127.0.0.1`` unless you explicitly ask
-    for another address. port: 0 picks a free port. startup_timeout: wall seconds to wait for
-    the server to accept connections.
+    for another address (:func:`check_host`; never ``""``). port: 0 picks a free port.
+    startup_timeout: wall seconds (> 0) to wait for the server to accept connections. All are
+    checked here, before any thread starts.
     """
 
     __slots__ = ("_error", "_server", "_socket", "_thread", "app", "host", "port", "startup_timeout")
@@ -98,14 +141,16 @@ class BackgroundServer:
         port: int = 0,
         startup_timeout: float = 10.0,
     ) -> None:
+        self.host = check_host(host)
+        self.port = check_port(port)
+        self.startup_timeout = _check_startup_timeout(startup_timeout)
         if app is None:
             from asynclab.server import create_app
 
             app = create_app()
+        elif not callable(app):
+            raise TypeError(f"app must be an ASGI app such as create_app(), got {type(app).__name__} {app!r:.60}")
         self.app = app
-        self.host = host
-        self.port = port
-        self.startup_timeout = startup_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -164,8 +209,8 @@ class BackgroundServer:
 
     def start(self) -> BackgroundServer:
         """Start serving and wait (blocking, usually ~10 ms) until connections are accepted."""
+        deadline = time.monotonic() + _check_startup_timeout(self.startup_timeout)  # before the thread
         self._launch()
-        deadline = time.monotonic() + self.startup_timeout
         while not self._ready():
             if time.monotonic() > deadline:
                 error = self._timed_out()
@@ -177,8 +222,8 @@ class BackgroundServer:
 
     async def astart(self) -> BackgroundServer:
         """Like :meth:`start`, but waits without blocking the caller's event loop."""
+        deadline = time.monotonic() + _check_startup_timeout(self.startup_timeout)  # before the thread
         self._launch()
-        deadline = time.monotonic() + self.startup_timeout
         while not self._ready():
             if time.monotonic() > deadline:
                 error = self._timed_out()

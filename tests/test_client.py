@@ -30,6 +30,7 @@ from asynclab import (
     PineconeStore,
     RateLimit,
     RateLimited,
+    ServiceError,
     ServiceUnavailable,
     Span,
     Streamed,
@@ -296,3 +297,116 @@ def test_python_m_asynclab_serve_serves_the_openapi_docs() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- bad input, refused by the client and the server ---------------------------------------
+
+
+async def test_path_parameters_are_escaped_so_an_id_never_becomes_another(client: ServiceClient) -> None:
+    # Unescaped, "doc-001#x" was sent as /metadata/doc-001#x: the fragment was dropped, doc-001 came back.
+    with pytest.raises(NotFound, match=r"no document 'doc-001#x'"):
+        await client.metadata("doc-001#x")
+    with pytest.raises(NotFound, match=r"no document 'doc-001\?x=1'"):
+        await client.metadata("doc-001?x=1")
+    with pytest.raises(NotFound, match=r"no document '\.\.'"):  # not resolved to "/"
+        await client.metadata("..")
+    with pytest.raises(NotFound):  # %2F is decoded by the router: no route, never another document
+        await client.metadata("doc-001/../doc-002")
+    # "redis#x" searched redis; escaped, it is a store name the server does not know.
+    with pytest.raises(ValueError, match=r"store: Input should be 'redis', 'pgvector' or 'pinecone' \(got 'redis#x'\)"):
+        await client.search("redis#x", QUESTION)
+    with pytest.raises(ValueError, match="doc_id must be a non-empty str"):
+        await client.metadata("")
+    with pytest.raises(TypeError, match="store must be a str, got int 3"):
+        await client.search(3, QUESTION)  # type: ignore[arg-type]
+
+
+async def test_embed_batch_refuses_a_str_before_sending_anything(client: ServiceClient) -> None:
+    with trace() as t, pytest.raises(TypeError, match=r"texts must be a list of str, got str 'abc' \(use embed"):
+        await client.embed_batch("abc")
+    assert t.spans == []  # refused here: no request went out
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"base_url": ""}, ValueError, r"base_url must be an http:// or https:// URL with a host.*got ''$"),
+        ({"base_url": "localhost:8000"}, ValueError, r"base_url must be an http:// or https:// URL.*'localhost:8000'"),
+        ({"base_url": "ftp://example.com"}, ValueError, r"base_url must be an http:// or https://"),
+        ({"base_url": b"http://x"}, TypeError, r"base_url must be a str such as 'http://127.0.0.1:8000', got bytes"),
+        ({"app": 0}, TypeError, r"app must be an ASGI app such as create_app\(\), got int 0"),
+        ({"base_url": "http://127.0.0.1:1", "limits": 10}, TypeError,
+         r"limits must be an httpx.Limits, e.g. httpx.Limits\(max_connections=10\), or None; got int 10"),
+        ({"base_url": "http://127.0.0.1:1", "timeout": -1}, ValueError,
+         r"timeout must be a finite number of wall seconds > 0 \(or None: no timeout\), got -1"),
+        ({"base_url": "http://127.0.0.1:1", "timeout": "30"}, TypeError, r"timeout must be wall seconds"),
+    ],
+)
+def test_the_client_refuses_a_bad_url_app_pool_or_timeout_when_made(
+    options: dict[str, Any], error: type, message: str
+) -> None:
+    # base_url="" silently became another host; limits=10 failed later, in repr.
+    with pytest.raises(error, match=message):
+        ServiceClient(**options)
+
+
+def test_a_good_client_shows_its_url_and_pool() -> None:
+    client = ServiceClient("https://example.com/api", limits=httpx.Limits(max_connections=7), timeout=5)
+    assert repr(client) == "<ServiceClient https://example.com/api max_connections=7>"
+
+
+class _FaultyLLM(LLM):
+    async def complete(self, prompt: str, *, model: str = "assistant") -> str:
+        raise ValueError("a bug in the server")
+
+
+async def test_a_server_fault_comes_back_as_a_500_service_error_in_process_and_over_http() -> None:
+    app = create_app(llm=_FaultyLLM())
+    async with ServiceClient(app=app) as client:
+        with pytest.raises(ServiceError, match="internal server error: ValueError: a bug in the server") as local:
+            await client.complete(QUESTION)
+    async with BackgroundServer(app) as server, ServiceClient(base_url=server.url) as client:
+        with pytest.raises(ServiceError, match="internal server error: ValueError: a bug") as remote:
+            await client.complete(QUESTION)
+    assert local.value.status == remote.value.status == 500
+    assert not isinstance(local.value, ValueError)  # not the client's bad input
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"host": ""}, ValueError, r"host must be an IP address: '127.0.0.1' or '::1' \(this machine only\), "
+                                   r"'0.0.0.0' or '::' \(every interface.*got ''$"),
+        ({"host": "my laptop"}, ValueError, r"host must be an IP address.*got 'my laptop'"),
+        ({"host": None}, TypeError, r"host must be a str"),
+        ({"port": 70000}, ValueError, r"port must be an int from 0 \(any free port\) to 65535, got 70000"),
+        ({"port": "80"}, TypeError, r"port must be an int from 0 .*got str '80'"),
+        ({"startup_timeout": "10"}, TypeError, r"startup_timeout must be a number of wall seconds > 0, got str '10'"),
+        ({"startup_timeout": 0}, ValueError, r"startup_timeout must be a finite number of wall seconds > 0, got 0"),
+        ({"startup_timeout": float("nan")}, ValueError, r"startup_timeout must be a finite number .*got nan"),
+        ({"app": 0}, TypeError, r"app must be an ASGI app such as create_app\(\), got int 0"),
+    ],
+)
+def test_background_server_refuses_bad_arguments_before_any_thread_starts(
+    options: dict[str, Any], error: type, message: str
+) -> None:
+    # host="" bound every interface and reported http://:PORT; app=0 started and answered 500;
+    # a startup_timeout of the wrong type left the server thread running.
+    with pytest.raises(error, match=message):
+        BackgroundServer(**options)
+    assert _server_threads() == []
+
+
+def test_a_startup_timeout_spoilt_after_construction_fails_before_the_thread_starts() -> None:
+    server = BackgroundServer(create_app())
+    server.startup_timeout = "soon"  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="startup_timeout must be a number"):
+        server.start()
+    assert not server.running and _server_threads() == []
+
+
+def test_an_explicit_address_for_every_interface_is_allowed() -> None:
+    with BackgroundServer(create_app(), host="0.0.0.0") as server:
+        assert server.url.startswith("http://0.0.0.0:")
+        assert httpx.get(f"http://127.0.0.1:{server.port}/health").status_code == 200
+    assert _server_threads() == []

@@ -17,6 +17,8 @@ import pytest
 
 from asynclab import (
     LLM,
+    BlockingEmbeddings,
+    BlockingLLM,
     Embeddings,
     Faults,
     MetadataStore,
@@ -308,3 +310,188 @@ def test_create_app_serves_the_stores_it_is_given() -> None:
     app = create_app(stores={"pgvector": fast_store})
     assert app.state.services.stores["pgvector"] is fast_store
     assert isinstance(app.state.services.stores["redis"], RedisStore)
+
+
+# -- only request validation is a 422 ------------------------------------------------------
+
+
+class _NaNLatency:
+    """A latency model with a bug: the server's own fault, not the client's."""
+
+    def seconds(self, key: str = "", n: int = 1) -> float:
+        return math.nan
+
+    def __repr__(self) -> str:
+        return "NaNLatency()"
+
+
+class _BrokenTools(Tools):
+    async def weather(self, city: str) -> dict[str, str | float | int]:
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")  # a bug in the server's code
+
+
+async def _raw_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    # As over a socket: an exception in the app comes back as its 500 answer, not raised here.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+async def test_a_value_error_in_the_servers_own_code_is_a_500_with_a_json_body() -> None:
+    app = create_app(llm=LLM(latency=_NaNLatency()), tools=_BrokenTools())
+    async for client in _raw_client(app):
+        complete = await client.post("/llm/complete", json={"prompt": QUESTION})
+        weather = await client.get("/tools/weather", params={"city": "Lisbon"})
+    assert complete.status_code == 500, complete.text
+    assert complete.json()["error"] == "ValueError"
+    assert complete.json()["detail"].startswith("internal server error: ValueError: latency model NaNLatency()")
+    assert weather.status_code == 500
+    assert weather.json() == {"detail": "internal server error: TypeError: unsupported operand type(s) for +: "
+                                        "'int' and 'str'", "error": "TypeError", "service": "", "retry_after": None}
+
+
+async def test_a_server_fault_is_also_raised_for_the_server_log() -> None:
+    # Starlette answers 500 and raises the exception again, so uvicorn logs its traceback; an
+    # in-process client that asks for app exceptions sees it.
+    async for client in _client(create_app(llm=LLM(latency=_NaNLatency()))):
+        with pytest.raises(ValueError, match="latency model NaNLatency"):
+            await client.post("/llm/complete", json={"prompt": QUESTION})
+
+
+#: JSON that Python's json module reads but that is no JSON, and where it sits.
+NOT_JSON: list[tuple[str, bytes, list[Any], str]] = [
+    ("/search/redis", b'{"query": "retries", "k": NaN}', ["body", "k"], "JSON has no NaN"),
+    ("/search/redis", b'{"query": "retries", "k": Infinity}', ["body", "k"], "JSON has no Infinity"),
+    ("/search/redis", b'{"query": "retries", "k": -Infinity}', ["body", "k"], "JSON has no -Infinity"),
+    ("/search/redis", b'{"query": "retries", "k": 1e999}', ["body", "k"], "overflows a float"),
+    ("/search/redis", b'{"query": "retries", "k": 1' + b"0" * 5000 + b"}", ["body", "k"], "at most 4300 digits"),
+    ("/embeddings/batch", b'{"texts": ["ok", NaN]}', ["body", "texts", 1], "JSON has no NaN"),
+    ("/llm/complete", b'{"prompt": "caf\xe9 au lait"}', ["body", "prompt"], "valid UTF-8 text"),
+    ("/embeddings/batch", b'{"texts": ["ok", "\xff\xfe"]}', ["body", "texts", 1], "valid UTF-8 text"),
+    ("/llm/complete", b'{"prompt": "\\udc80 escaped"}', ["body", "prompt"], "valid UTF-8 text"),
+    ("/llm/complete", b'{"prompt" \xff: "hi"}', ["body", 10], "The body should be valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "loc", "words"), NOT_JSON, ids=[case[1][:30].decode("latin-1")
+                                                                          for case in NOT_JSON])
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
+async def test_nan_infinity_and_bytes_that_are_not_utf8_get_a_422_naming_the_field(
+    client: httpx.AsyncClient, path: str, body: bytes, loc: list[Any], words: str, content_type: str
+) -> None:
+    # Before: NaN gave "Out of range float values are not JSON compliant", bad UTF-8 a bare 400.
+    response = await client.post(path, content=body, headers={"content-type": content_type})
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == loc
+    assert words in error["msg"]
+
+
+async def test_a_body_that_is_fine_passes_the_strict_json_check_untouched(client: httpx.AsyncClient) -> None:
+    body = '{"prompt": "café au lait — ½ price ✓", "model": "summarizer"}'.encode()
+    response = await client.post("/llm/complete", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["text"] == await LLM().complete("café au lait — ½ price ✓", model="summarizer")
+
+
+async def test_a_json_syntax_error_keeps_fastapis_own_422(client: httpx.AsyncClient) -> None:
+    headers = {"content-type": "application/json"}
+    response = await client.post("/llm/complete", content=b'{"prompt": "hi"', headers=headers)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/search/redis", {"query": QUESTION, "k": True}),
+        ("/search/redis", {"query": QUESTION, "k": 2.0}),
+        ("/search/redis", {"query": QUESTION, "k": "2"}),
+        ("/agent", {"question": QUESTION, "k": True}),
+    ],
+)
+async def test_k_must_be_a_json_integer_as_in_python(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> None:
+    # store.search(q, k=True) is a TypeError in Python; over HTTP k=true was read as 1.
+    response = await client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["body", "k"] and error["msg"] == "Input should be a valid integer"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "options", "message"),
+    [
+        ("POST", "/llm/complete", {"json": {"prompt": " \n "}}, "prompt must be a non-empty str"),
+        ("POST", "/search/pgvector", {"json": {"query": "   "}}, "query must be a non-empty str"),
+        ("POST", "/embeddings/batch", {"json": {"texts": ["ok", "  "]}}, "texts must be a non-empty str"),
+        ("GET", "/tools/news", {"params": {"topic": "  "}}, "topic must be a non-empty str"),
+        ("GET", "/tools/stock", {"params": {"symbol": "TOOLONG"}}, "symbol must be 1 to 5 capital letters"),
+        ("POST", "/agent", {"json": {"question": QUESTION, "symbol": "nvda"}}, "symbol must be 1 to 5 capital"),
+        ("POST", "/agent", {"json": {"question": QUESTION, "news_topic": " "}}, "news_topic must be a non-empty str"),
+    ],
+)
+async def test_what_a_service_would_refuse_is_refused_by_request_validation(
+    client: httpx.AsyncClient, method: str, path: str, options: dict[str, Any], message: str
+) -> None:
+    response = await client.request(method, path, **options)
+    assert response.status_code == 422, response.text
+    assert message in _message(response.json())
+
+
+PLACES = ["Lisbon", "São Paulo", "St. John's", "Winston-Salem", "  Oslo  ", "12", "1st Street", "_x", "-", "Köln"]
+TICKERS = ["NVDA", "A", "ABCDE", "ABCDEF", "nvda", "NV1", "", "BRK.B"]
+
+
+@pytest.mark.parametrize("city", PLACES)
+async def test_the_servers_place_names_are_exactly_the_weather_tools(client: httpx.AsyncClient, city: str) -> None:
+    # The schema mirrors Tools.weather's rule; if one changes without the other, this fails.
+    try:
+        await Tools(latency=0).weather(city)
+        tool_accepts = True
+    except ValueError:
+        tool_accepts = False
+    response = await client.get("/tools/weather", params={"city": city})
+    assert (response.status_code == 200) == tool_accepts, response.text
+
+
+@pytest.mark.parametrize("symbol", TICKERS)
+async def test_the_servers_tickers_are_exactly_the_stock_tools(client: httpx.AsyncClient, symbol: str) -> None:
+    try:
+        await Tools(latency=0).stock_price(symbol)
+        tool_accepts = True
+    except ValueError:
+        tool_accepts = False
+    response = await client.get("/tools/stock", params={"symbol": symbol})
+    assert (response.status_code == 200) == tool_accepts, response.text
+
+
+# -- services checked when the app is made -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("services", "error", "message"),
+    [
+        ({"llm": "gpt-4"}, TypeError, r"^llm must be an asynclab LLM \(or None for the default\), got str 'gpt-4'$"),
+        ({"llm": 1}, TypeError, r"llm must be an asynclab LLM .*got int 1$"),
+        ({"llm": BlockingLLM()}, TypeError,
+         r"llm must be an asynclab LLM .*got BlockingLLM, a blocking client: it would freeze the server's event "
+         r"loop \(use LLM\(\)\)"),
+        ({"embeddings": BlockingEmbeddings()}, TypeError,
+         r"embeddings must be an asynclab Embeddings .*use Embeddings"),
+        ({"embeddings": LLM()}, TypeError, r"embeddings must be an asynclab Embeddings .*got LLM$"),
+        ({"metadata": True}, TypeError, r"metadata must be an asynclab MetadataStore .*got bool True"),
+        ({"tools": object()}, TypeError, r"tools must be an asynclab Tools"),
+        ({"stores": {"redis": LLM()}}, TypeError, r"stores\['redis'\] must be an asynclab VectorStore .*got LLM$"),
+        ({"stores": [RedisStore()]}, TypeError, r"stores must be a mapping of store names to stores"),
+        ({"stores": {"mongo": RedisStore()}}, ValueError, r"stores keys must be among"),
+    ],
+)
+def test_create_app_refuses_what_is_not_an_async_service_of_the_right_kind(
+    services: dict[str, Any], error: type, message: str
+) -> None:
+    # Before, create_app(llm=<anything truthy>) started and answered 500, and
+    # create_app(llm=BlockingLLM()) answered 422 "object str can't be used in 'await' expression".
+    with pytest.raises(error, match=message):
+        create_app(**services)
