@@ -3,19 +3,54 @@
 from __future__ import annotations
 
 import argparse
-import math
+import re
 import sys
 from collections.abc import Sequence
+
+from asynclab.clock import MAX_SPEED, MIN_SPEED, check_speed, speed_error
 
 
 def _speed(raw: str) -> float:
     try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"speed must be a number > 0, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"speed must be a finite number > 0, got {raw!r}")
-    return value
+        return check_speed(float(raw))
+    except ValueError:  # not a number, or out of range
+        raise argparse.ArgumentTypeError(
+            f"speed must be a number from {MIN_SPEED:g} to {MAX_SPEED:,.0f} (simulated seconds per wall second),"
+            f" got {raw!r}"
+        ) from None
+
+
+def _host(raw: str) -> str:
+    from asynclab.serving import check_host
+
+    try:
+        return check_host(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(raw: str) -> int:
+    if not re.fullmatch(r"\d{1,5}", raw) or int(raw) > 65535:
+        raise argparse.ArgumentTypeError(f"port must be an int from 0 (any free port) to 65535, got {raw!r}")
+    return int(raw)
+
+
+def _jobs(raw: str) -> int:
+    if not re.fullmatch(r"\d{1,3}", raw) or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"jobs must be an int >= 1 (notebooks run at once), got {raw!r}")
+    return int(raw)
+
+
+def _lesson(raw: str) -> str:
+    if not re.fullmatch(r"\d{1,2}", raw):
+        raise argparse.ArgumentTypeError(f"lesson numbers are like 00 or 2, got {raw!r}")
+    return raw.zfill(2)
+
+
+def _fail(command: str, message: str) -> int:
+    """A usage error in one line, no traceback: exit status 2, as argparse gives."""
+    print(f"python -m asynclab {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,21 +64,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     course = commands.add_parser("course", help="run every notebook headless and print a table")
     course.add_argument("--speed", type=_speed, default=20.0, help="simulated seconds per wall second (20)")
-    course.add_argument("--only", nargs="+", default=(), metavar="NN", help="lesson numbers, e.g. 00 02")
+    course.add_argument("--only", nargs="+", type=_lesson, default=(), metavar="NN", help="lesson numbers, e.g. 00 02")
     course.add_argument("--write", action="store_true", help="store the outputs in the notebooks")
-    course.add_argument("--jobs", type=int, default=2, help="notebooks run at once (2)")
+    course.add_argument("--jobs", type=_jobs, default=2, help="notebooks run at once (2)")
 
     lab = commands.add_parser("lab", help="open the lessons in JupyterLab")
     lab.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per wall second (1)")
 
     serve = commands.add_parser("serve", help="serve the services over HTTP with uvicorn (OpenAPI docs at /docs)")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
+    serve.add_argument("--host", type=_host, default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0: any free port)")
     serve.add_argument("--speed", type=_speed, default=None,
                        help="simulated seconds per wall second (default: ASYNCLAB_SPEED or 1)")
 
     args = parser.parse_args(argv)
+    if (problem := speed_error()) is not None:  # every command runs on the clock, or starts kernels that do
+        return _fail(args.command, problem)
     if args.command == "serve":
         return _serve(args.host, args.port, args.speed)
     if args.command == "demo":
@@ -54,11 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from asynclab.course import default_dir, find_notebooks
         from asynclab.course import main as course_main
 
-        if not find_notebooks(default_dir()):
+        directory = default_dir()
+        found = find_notebooks(directory) if directory.is_dir() else []
+        if not found:
+            if args.only:
+                return _fail("course", f"--only {' '.join(args.only)}: there are no notebooks in {directory}")
             print("no notebooks yet: running the demo instead")
             from asynclab.demo import main as demo_main
 
             return demo_main(args.speed, "asynclab-demo.png")
+        lessons = sorted({path.name[:2] for path in found})
+        missing = [number for number in args.only if number not in lessons]
+        if missing:
+            return _fail("course", f"--only: no lesson numbered {', '.join(missing)} in {directory};"
+                                   f" the lessons are {', '.join(lessons)}")
         return course_main(args.only, args.speed, args.write, args.jobs)
     if args.command == "lab":
         import os

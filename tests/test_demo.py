@@ -34,4 +34,4 @@ def test_a_bad_speed_on_the_command_line_is_refused() -> None:
         [sys.executable, "-m", "asynclab", "demo", "--speed", "0"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
-    assert "speed must be a finite number > 0, got '0'" in done.stderr
+    assert "speed must be a number from 0.001 to 1,000,000 (simulated seconds per wall second), got '0'" in done.stderr
