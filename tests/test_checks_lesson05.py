@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from asynclab import Hit, VectorStore, get_speed
+from asynclab import Hit, VectorStore, get_speed, timeout
 from asynclab.checks import ExerciseFailed, lesson05
 
 # -- retrieve_all ------------------------------------------------------------------------------
@@ -62,8 +63,30 @@ async def test_retrieve_all_catches_a_ranking_that_is_not_rrf(fast: float) -> No
             best[hit.id] = max(best.get(hit.id, 0.0), hit.score)
         return sorted(best, key=lambda i: -best[i])[:k]
 
-    with pytest.raises(ExerciseFailed, match=r"is not the RRF ranking .*1/\(60 \+ rank\)"):
+    with pytest.raises(ExerciseFailed, match=r"took the best of the cosine scores, but each store scores with its own "
+                                             r"embedding model.*1/\(60 \+ rank\)"):
         await lesson05.check_retrieve_all(best_score)
+
+
+async def test_retrieve_all_tells_summed_cosine_scores_from_rrf(fast: float) -> None:
+    """Issue 7: on the checker's data, summing scores gives another top k than RRF (doc-070 for doc-013)."""
+    async def score_sum(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        results = await asyncio.gather(*(store.search(q, k=k) for q in questions for store in stores))
+        total: dict[str, float] = {}
+        for hit in (hit for hits in results for hit in hits):
+            total[hit.id] = total.get(hit.id, 0.0) + hit.score
+        return sorted(total, key=lambda i: (-total[i], i))[:k]
+
+    with pytest.raises(ExerciseFailed, match=r"added up the cosine scores.*reciprocal rank fusion gives"):
+        await lesson05.check_retrieve_all(score_sum)
+
+
+async def test_retrieve_all_catches_any_other_ranking(fast: float) -> None:
+    async def reversed_rrf(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        return list(reversed(await retrieve_all(stores, questions, k)))
+
+    with pytest.raises(ExerciseFailed, match=r"is not the RRF ranking .*1/\(60 \+ rank\)"):
+        await lesson05.check_retrieve_all(reversed_rrf)
 
 
 async def test_retrieve_all_catches_an_extra_search(fast: float) -> None:
@@ -86,7 +109,7 @@ async def retrieve_within(stores: Sequence[VectorStore], query: str, deadline: f
     """The reference solution (as in the solutions notebook)."""
 
     async def search(store: VectorStore) -> list[Hit]:
-        async with asyncio.timeout(deadline / get_speed()):  # asyncio counts wall seconds
+        async with timeout(deadline):  # simulated seconds, like the stores
             return await store.search(query)
 
     outcomes = await asyncio.gather(*(search(store) for store in stores), return_exceptions=True)
@@ -111,7 +134,7 @@ async def test_retrieve_within_passes_the_reference(fast: float, capsys: pytest.
 async def test_retrieve_within_also_passes_asyncio_wait_with_cancellation(fast: float) -> None:
     async def with_wait(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
         tasks = {asyncio.create_task(store.search(query)): store.name for store in stores}
-        done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())
+        done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())  # asyncio counts wall seconds
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -138,14 +161,14 @@ async def test_retrieve_within_says_return_exceptions_does_not_help_with_a_hang(
         results = {s.name: o for s, o in zip(stores, outcomes, strict=True) if isinstance(o, list)}
         return results, {s.name: repr(o) for s, o in zip(stores, outcomes, strict=True) if not isinstance(o, list)}
 
-    with pytest.raises(ExerciseFailed, match=r"still waiting after 3 s, 3× the deadline: a hanging store"):
+    with pytest.raises(ExerciseFailed, match=r"still waiting after \d+ s, though the deadline is 1 s: a hanging store"):
         await lesson05.check_retrieve_within(no_timeout)
 
 
 async def test_retrieve_within_says_to_cancel_the_stragglers(fast: float) -> None:
     async def no_cancel(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
         tasks = {asyncio.create_task(store.search(query)): store.name for store in stores}
-        done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())
+        done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())  # asyncio counts wall seconds
         results = {tasks[t]: t.result() for t in done if t.exception() is None}
         failures = {tasks[t]: "failed" for t in done if t.exception() is not None}
         return results, failures | {tasks[t]: "timed out" for t in pending}
@@ -161,3 +184,34 @@ async def test_retrieve_within_catches_failures_swallowed_silently(fast: float) 
 
     with pytest.raises(ExerciseFailed, match=r"\['archive', 'pgvector', 'pinecone'\] failed or missed the deadline"):
         await lesson05.check_retrieve_within(silent)
+
+
+async def test_retrieve_within_with_a_timeout_in_wall_seconds_is_told_to_use_simulated_ones(fast: float) -> None:
+    """Issue 7: a learner who did put a timeout on each store, in asyncio's wall seconds, hears exactly that."""
+    async def wall_timeout(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
+        async def one(store: VectorStore) -> Any:
+            async with asyncio.timeout(deadline):  # wall seconds: 20 simulated seconds at speed 20
+                return await store.search(query)
+
+        outcomes = await asyncio.gather(*(one(store) for store in stores), return_exceptions=True)
+        results = {s.name: o for s, o in zip(stores, outcomes, strict=True) if not isinstance(o, BaseException)}
+        failures = {s.name: repr(o) for s, o in zip(stores, outcomes, strict=True) if isinstance(o, BaseException)}
+        return results, failures
+
+    with pytest.raises(ExerciseFailed, match=r"gave up after 2\d\.\d simulated seconds, not 1: at speed 20 that is 1 "
+                                             r"wall seconds\. asyncio\.timeout and asyncio\.wait count wall seconds"):
+        await lesson05.check_retrieve_within(wall_timeout)
+
+
+async def test_retrieve_within_with_asynclab_timeout_per_store_passes(fast: float) -> None:
+    async def simulated_timeout(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
+        async def one(store: VectorStore) -> Any:
+            async with timeout(deadline):
+                return await store.search(query)
+
+        outcomes = await asyncio.gather(*(one(store) for store in stores), return_exceptions=True)
+        results = {s.name: o for s, o in zip(stores, outcomes, strict=True) if not isinstance(o, BaseException)}
+        failures = {s.name: repr(o) for s, o in zip(stores, outcomes, strict=True) if isinstance(o, BaseException)}
+        return results, failures
+
+    await lesson05.check_retrieve_within(simulated_timeout)

@@ -11,15 +11,24 @@ left running, failures reported rather than swallowed.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from asynclab.checks import attempt, expect, expect_concurrent, expect_no_leaks, fail, passed, require_async, within
-from asynclab.clock import get_speed
+from asynclab.checks import (
+    attempt,
+    describe_error,
+    expect,
+    expect_concurrent,
+    expect_no_leaks,
+    fail,
+    passed,
+    require_async,
+    within,
+)
+from asynclab.clock import get_speed, now, timeout
 from asynclab.faults import Faults, ServiceError
-from asynclab.services.vectorstores import PgVectorStore, PineconeStore, RedisStore, VectorStore, nearest
+from asynclab.services.vectorstores import PgVectorStore, PineconeStore, RedisStore, VectorStore
 
 __all__ = ["RRF_K", "check_retrieve_all", "check_retrieve_within", "rrf_scores"]
 
@@ -49,6 +58,18 @@ def rrf_scores(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, f
 
 
 
+def _score_rankings(found: Sequence[Sequence[tuple[Any, float]]]) -> tuple[list[str], list[str]]:
+    """The two wrong fusions a learner tries first: the sum of cosine scores, and the best score."""
+    summed: dict[str, float] = {}
+    best: dict[str, float] = {}
+    for pairs in found:
+        for doc, score in pairs:
+            summed[doc.id] = summed.get(doc.id, 0.0) + score
+            best[doc.id] = max(best.get(doc.id, -1.0), score)
+    return ([i for i in sorted(summed, key=lambda i: (-summed[i], i))[:TOP_K]],
+            [i for i in sorted(best, key=lambda i: (-best[i], i))[:TOP_K]])
+
+
 def _ids(value: object) -> list[str]:
     """The learner's ranking as ids: accept a list of ids or of Hits."""
     __tracebackhide__ = True
@@ -67,9 +88,11 @@ async def check_retrieve_all(function: Callable[..., Awaitable[Any]]) -> None:
     stores: list[VectorStore] = [RedisStore(), PgVectorStore(), PineconeStore()]
     latencies = [store.latency.seconds() for store in stores]
     calls = len(stores) * len(QUESTIONS)
-    rankings = [[doc.id for doc, _ in nearest(q, TOP_K)] for q in QUESTIONS for _ in stores]
+    found = [store.nearest(q, TOP_K) for q in QUESTIONS for store in stores]
+    rankings = [[doc.id for doc, _ in pairs] for pairs in found]
     scores = rrf_scores(rankings)
     reference = sorted(scores, key=lambda i: (-scores[i], i))[:TOP_K]
+    by_score_sum, by_best_score = _score_rankings(found)
 
     result = await attempt(function, stores, list(QUESTIONS), TOP_K)
     spans = result.trace.spans
@@ -98,6 +121,11 @@ async def check_retrieve_all(function: Callable[..., Awaitable[Any]]) -> None:
     cutoff = min(got)
     best_left_out = max((s for i, s in scores.items() if i not in ids), default=0.0)
     if not in_order or best_left_out > cutoff + 1e-12:
+        if ids in (by_score_sum, by_best_score):
+            how = "added up" if ids == by_score_sum else "took the best of"
+            fail(f"your ranking {ids} {how} the cosine scores, but each store scores with its own embedding model: "
+                 f"0.8 in one is not 0.8 in another, so scores from different stores cannot be compared. Fuse by "
+                 f"rank instead: reciprocal rank fusion gives {reference}, 1/({RRF_K} + rank) from each list.")
         detail = ", ".join(f"{i} {scores[i]:.4f}" for i in reference)
         fail(f"your fused ranking {ids} is not the RRF ranking {reference} ({detail}). Give every id "
              f"1/({RRF_K} + rank) from each list it appears in (rank 1 = best), add them up, sort by the sum, "
@@ -112,20 +140,29 @@ async def _within(
 ) -> tuple[Any, list[str]]:
     """Run the learner's function with a guard, and see which stores still work when it returns."""
     __tracebackhide__ = True
-    guard = 3 * deadline
+    # At speed s, asyncio.timeout(deadline) waits deadline *wall* seconds = s × deadline simulated:
+    # the guard waits a little past that, so the mistake can be told from having no timeout at all.
+    speed = get_speed()
+    guard = 3 * deadline if speed <= 1.5 else 1.5 * speed * deadline
+    started = now()
     try:
-        async with asyncio.timeout(guard / get_speed()) as scope:
+        async with timeout(guard) as scope:
             result = await function(stores, query, deadline)
     except TimeoutError:
         if scope.expired():
-            fail(f"your function was still waiting after {guard:g} s, 3× the deadline: a hanging store never "
-                 "answers, and gather waits for it forever (return_exceptions does not help with hangs). Put a "
-                 "timeout on each store (asyncio.timeout) or use asyncio.wait(..., timeout=...). Note that "
-                 "asyncio counts wall seconds: pass deadline / get_speed().")
+            fail(f"your function was still waiting after {guard:g} s, though the deadline is {deadline:g} s: a "
+                 "hanging store never answers, and gather waits for it forever (return_exceptions does not help "
+                 "with hangs). Put a timeout on each store (asynclab.timeout(deadline)) or use "
+                 "asyncio.wait(..., timeout=...).")
         fail("a TimeoutError escaped from your function: catch it per store and report that store as timed out.")
     except ServiceError as exc:
-        fail(f"one failing store sank the whole answer ({type(exc).__name__}: {exc}). Collect each store's "
+        fail(f"one failing store sank the whole answer ({describe_error(exc)}). Collect each store's "
              "result or exception separately (gather(..., return_exceptions=True), or try/except per store).")
+    took = now() - started
+    if speed > 1.5 and within(took, speed * deadline, rel=0.2):
+        fail(f"your function gave up after {took:.1f} simulated seconds, not {deadline:g}: at speed {speed:g} that "
+             f"is {deadline:g} wall seconds. asyncio.timeout and asyncio.wait count wall seconds; "
+             "asynclab.timeout(deadline) and asynclab.wait_for count simulated ones, like the stores.")
     still_running = [store.name for store in stores if store.in_flight]
     return result, still_running
 
@@ -142,7 +179,7 @@ async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None
         VectorStore(name="archive", latency=2.5),          # answers, but after the deadline
     ]
     good, bad = {"redis", "elastic"}, {"pgvector", "pinecone", "archive"}
-    expected_ids = [doc.id for doc, _ in nearest(WITHIN_QUERY, 3)]
+    expected_ids = {store.name: [doc.id for doc, _ in store.nearest(WITHIN_QUERY, 3)] for store in stores}
 
     result = await attempt(_within, function, stores, WITHIN_QUERY, WITHIN_DEADLINE)
     value, still_running = result.result
@@ -157,8 +194,9 @@ async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None
     expect(set(results) == good,
            f"results should hold the stores that answered in time, {sorted(good)}; yours has {sorted(results)}.")
     for name, hits in results.items():
-        expect(_ids(hits) == expected_ids,
-               f"results[{name!r}] should be that store's hits for the query (ids {expected_ids}), got {hits!r:.120}")
+        want = expected_ids[name]
+        expect(_ids(hits) == want,
+               f"results[{name!r}] should be that store's hits for the query (ids {want}), got {hits!r:.120}")
     missing = bad - set(failures)
     if missing:
         fail(f"{sorted(missing)} failed or missed the deadline, but your failures dict does not say so: "
