@@ -7,13 +7,14 @@ import contextlib
 import contextvars
 import gc
 import logging
+import sys
 import time
 import warnings
 from typing import Any
 
 import pytest
 
-from asynclab import LLM, BlockingLLM, Faults, PgVectorStore, RedisStore
+from asynclab import LLM, BlockingLLM, Faults, PgVectorStore, RedisStore, checks
 from asynclab.checks import (
     ExerciseFailed,
     attempt,
@@ -317,3 +318,26 @@ def test_a_failed_check_renders_as_the_exercise_and_the_hint() -> None:
         lines = exc._render_traceback_()
     assert isinstance(ExerciseFailed("x"), AssertionError)
     assert lines == ["\x1b[1;31m❌ Not yet\x1b[0m", "your calls ran one after another"]
+
+
+async def test_a_stall_while_the_thread_waited_for_a_cpu_is_not_blamed_on_the_answer(
+    fast: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a loaded machine the loop's thread can wait 0.3 s for a CPU; that is not a blocking call."""
+    readings = iter([0.0, 0.0])
+    monkeypatch.setattr(checks, "_waited_for_cpu", lambda: next(readings, 0.35))  # 0.35 s in the run queue
+    llm = LLM(latency=0.2)
+
+    async def descheduled() -> list[str]:
+        time.sleep(0.3)  # stands in for 0.3 s without a CPU
+        return list(await asyncio.gather(llm.complete("a"), llm.complete("b")))
+
+    result = await attempt(descheduled)
+    assert result.froze == 0.0
+
+
+def test_the_run_queue_wait_is_read_on_linux() -> None:
+    waited = checks._waited_for_cpu()
+    assert waited >= 0.0
+    if sys.platform == "linux":
+        assert waited > 0.0  # any thread that ever ran has waited a little for a CPU

@@ -15,6 +15,7 @@ here: :func:`attempt`, then ``expect_*`` helpers, then :func:`passed`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import gc
 import inspect
@@ -26,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from asynclab.clock import WALL_SLACK, get_speed, now
+from asynclab.clock import timeout as deadline
 from asynclab.faults import ServiceError
 from asynclab.tracing import Trace, catch_threads, trace
 
@@ -192,21 +194,36 @@ def _tracking_tasks(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
 HEARTBEAT = 0.005
 #: A stall of the loop counts as the learner's blocking call when it is longer than this many
 #: simulated seconds AND this many wall seconds. The wall floor is there because a busy 2-core
-#: machine (a garbage collection of the kernel's heap, another notebook) stalls a loop for tens
-#: of milliseconds now and then, and a correct answer must never be told it froze the loop.
-#: Blocking clients of this package are caught exactly instead (``Span.froze_loop``).
+#: machine stalls a loop for tens of milliseconds now and then, and a correct answer must never
+#: be told it froze the loop. Blocking clients of this package are caught exactly instead
+#: (``Span.froze_loop``).
 FREEZE_SIMULATED = 0.25
 FREEZE_WALL = 0.1
+
+
+def _waited_for_cpu() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux; 0.0 elsewhere).
+
+    On a loaded machine the loop's thread is sometimes not scheduled for a few hundred
+    milliseconds: the heartbeat sees a gap, but nothing of the learner's froze the loop.
+    ``/proc/thread-self/schedstat`` holds the run-queue wait, so that time can be taken off.
+    """
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class _Heartbeat:
     """Ticks every :data:`HEARTBEAT` wall seconds and remembers the longest silence."""
 
-    __slots__ = ("last", "longest")
+    __slots__ = ("last", "longest", "waited")
 
     def __init__(self) -> None:
         self.last = time.perf_counter()
         self.longest = 0.0
+        self.waited = _waited_for_cpu()
 
     def beat(self) -> None:
         moment = time.perf_counter()
@@ -215,13 +232,20 @@ class _Heartbeat:
 
     async def run(self) -> None:
         self.last = time.perf_counter()
+        self.waited = _waited_for_cpu()
         while True:
             await asyncio.sleep(HEARTBEAT)
             self.beat()
 
     @property
     def frozen_wall(self) -> float:
-        return max(self.longest - HEARTBEAT, 0.0)
+        """The longest silence beyond one tick, less all the time the thread waited for a CPU.
+
+        Taking off the whole attempt's run-queue wait (not just the gap's) can hide a real
+        freeze on a very busy machine; it never invents one, which is the side to err on.
+        """
+        descheduled = max(_waited_for_cpu() - self.waited, 0.0)
+        return max(self.longest - HEARTBEAT - descheduled, 0.0)
 
 
 def _freeze_hint(froze: float, wall: float, blocking: list[tuple[str, float]]) -> str:
@@ -303,14 +327,23 @@ async def attempt(
     ended = now()
     lost: list[str] = []
     leaked: list[asyncio.Task[Any]] = []
+    frozen_wall = 0.0
     with trace() as recorded, catch_threads(recorded), _quiet_lost_futures(loop, lost):
         context = contextvars.copy_context()
         context.run(_owner.set, owned)
         main = loop.create_task(run(), context=context)
+        # No garbage collection inside the attempt: in a kernel with matplotlib and FastAPI loaded,
+        # a full collection stops the loop for 0.1-0.3 s, which is not the learner's doing. The
+        # collection happens after the attempt (in _quiet_lost_futures), where it is not timed.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             with _tracking_tasks(loop):
                 await asyncio.sleep(0)  # the heartbeat's first tick time is taken
-                done, _ = await asyncio.wait({main}, timeout=timeout / get_speed())
+                with contextlib.suppress(TimeoutError):
+                    async with deadline(timeout):  # simulated seconds; cancels the wait, not the answer
+                        await asyncio.wait({main})
+                done = main.done()
                 ended = now()  # the answer's time ends here, not after the checker's cleanup below
                 if not done:
                     main.cancel()
@@ -343,15 +376,17 @@ async def attempt(
                 task.cancel()
             if leaked:
                 await asyncio.wait(leaked, timeout=CANCEL_GRACE)
+            heartbeat.beat()
+            frozen_wall = heartbeat.frozen_wall
             beating.cancel()
             await asyncio.gather(beating, return_exceptions=True)
-            heartbeat.beat()
+            if collecting:
+                gc.enable()
             for task in owned.tasks:  # read every error, so none is reported "never retrieved"
                 if task.done() and not task.cancelled() and getattr(task, "_log_traceback", False):
                     lost.append(describe_error(task.exception()))  # type: ignore[arg-type]
             owned.tasks.clear()
     recorded.end = ended
-    frozen_wall = heartbeat.frozen_wall
     froze = frozen_wall * get_speed()
     blocking = [(span.name, span.duration) for span in recorded.spans if span.froze_loop]
     if blocking or (froze > FREEZE_SIMULATED and frozen_wall > FREEZE_WALL):
