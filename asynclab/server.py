@@ -43,6 +43,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from asynclab.clock import get_speed
 from asynclab.faults import RateLimited, ServiceError
+from asynclab.fusion import rrf
 from asynclab.schemas import (
     AgentRequest,
     AgentResponse,
@@ -336,11 +337,12 @@ async def agent(body: AgentRequest, svc: Svc) -> AgentResponse:
                 symbol = tg.create_task(svc.tools.stock_price(body.symbol)) if body.symbol else None
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
-        best: dict[str, Hit] = {}
-        for hit in (hit for task in searches for hit in task.result()):
-            if hit.id not in best or hit.score > best[hit.id].score:
-                best[hit.id] = hit
-        sources = sorted(best.values(), key=lambda h: (-h.score, h.id))[: body.k]
+        # Fused by rank: each store scores with its own model, so their cosines do not compare.
+        found = [task.result() for task in searches]
+        first: dict[str, Hit] = {}
+        for hit in (hit for hits in found for hit in hits):
+            first.setdefault(hit.id, hit)
+        sources = [first[doc_id] for doc_id, _ in rrf([[h.id for h in hits] for hits in found])[: body.k]]
         reply = AgentResponse(
             answer="",
             sources=[_hit(h) for h in sources],

@@ -28,12 +28,10 @@ from asynclab.checks import (
 )
 from asynclab.clock import get_speed, now, timeout
 from asynclab.faults import Faults, ServiceError
+from asynclab.fusion import RRF_K, rrf
 from asynclab.services.vectorstores import PgVectorStore, PineconeStore, RedisStore, VectorStore
 
 __all__ = ["RRF_K", "check_retrieve_all", "check_retrieve_within", "rrf_scores"]
-
-#: The constant of reciprocal rank fusion, as in Cormack et al. (2009) and the lesson.
-RRF_K = 60
 
 #: Three wordings of one question: their top-k lists overlap but disagree, so fusing them matters.
 QUESTIONS = (
@@ -48,14 +46,8 @@ WITHIN_DEADLINE = 1.0
 
 
 def rrf_scores(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
-    """Reciprocal rank fusion: each list adds 1 / (k + rank) to every id it holds (rank from 1)."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, doc_id in enumerate(ranking, start=1):
-            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
-    return scores
-
-
+    """Reciprocal rank fusion as a dict: each list adds 1 / (k + rank) to every id it holds (rank from 1)."""
+    return dict(rrf(rankings, k))
 
 
 def _score_rankings(found: Sequence[Sequence[tuple[Any, float]]]) -> tuple[list[str], list[str]]:
