@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from asynclab.batching import MicroBatcher
 from asynclab.clock import (
     Stopwatch,
     Timeout,
@@ -86,6 +87,7 @@ __all__ = [
     "Hit",
     "Jittered",
     "MetadataStore",
+    "MicroBatcher",
     "NotFound",
     "PgVectorStore",
     "PineconeStore",
