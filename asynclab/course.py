@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NotebookRun", "find_notebooks", "run_course", "run_notebook"]
+__all__ = ["NotebookRun", "find_notebooks", "kernel_config", "run_course", "run_notebook"]
 
 #: The default course speed: a 1.2 s LLM call takes 60 ms, timings stay readable and honest.
 COURSE_SPEED = 20.0
@@ -68,6 +68,22 @@ def _cell_seconds(cell: Any) -> float:
     return max((end - start).total_seconds(), 0.0)
 
 
+def kernel_config() -> Any:
+    """Config for the kernel managers the course starts: CurveZMQ keys when pyzmq can make them.
+
+    Over plain TCP every ipykernel logs "Kernel is running over TCP without encryption" on
+    start, once per notebook. The kernel spec declares CurveZMQ support, so jupyter_client
+    gives each kernel its own keys ("auto"), which silences the warning by removing its cause;
+    without CurveZMQ in pyzmq (``zmq.has("curve")`` false) the kernels run as before.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    config = Config()
+    config.KernelManager.transport_encryption = "auto" if zmq.has("curve") else "disabled"
+    return config
+
+
 def run_notebook(path: Path, speed: float = COURSE_SPEED, write: bool = False, timeout: int = 300) -> NotebookRun:
     """Execute one notebook in a fresh kernel; simulated time = Σ cell wall time × speed."""
     import nbformat
@@ -78,7 +94,7 @@ def run_notebook(path: Path, speed: float = COURSE_SPEED, write: bool = False, t
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(path.parent)}}, config=kernel_config())
     started = time.perf_counter()
     error = ""
     try:
