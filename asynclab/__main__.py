@@ -68,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     course.add_argument("--write", action="store_true", help="store the outputs in the notebooks")
     course.add_argument("--jobs", type=_jobs, default=2, help="notebooks run at once (2)")
 
-    lab = commands.add_parser("lab", help="open the lessons in JupyterLab")
+    lab = commands.add_parser(
+        "lab", allow_abbrev=False, help="open the lessons in JupyterLab (other options go to jupyter lab)",
+        epilog="Any other option goes to jupyter lab, e.g. --no-browser --port 8890 --ServerApp.token=...; "
+               "as root add --allow-root.")
     lab.add_argument("--speed", type=_speed, default=1.0, help="simulated seconds per wall second (1)")
 
     serve = commands.add_parser("serve", help="serve the services over HTTP with uvicorn (OpenAPI docs at /docs)")
@@ -78,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--speed", type=_speed, default=None,
                        help="simulated seconds per wall second (default: ASYNCLAB_SPEED or 1)")
 
-    args = parser.parse_args(argv)
+    args, jupyter_args = parser.parse_known_args(argv)
+    if jupyter_args and args.command != "lab":  # only `lab` passes options on (to JupyterLab)
+        parser.error(f"unrecognized arguments: {' '.join(jupyter_args)}")
     if (problem := speed_error()) is not None:  # every command runs on the clock, or starts kernels that do
         return _fail(args.command, problem)
     if args.command == "serve":
@@ -107,13 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    f" the lessons are {', '.join(lessons)}")
         return course_main(args.only, args.speed, args.write, args.jobs)
     if args.command == "lab":
-        import os
-        import subprocess
+        from asynclab.lab import main as lab_main
 
-        from asynclab.course import default_dir
-
-        env = {**os.environ, "ASYNCLAB_SPEED": f"{args.speed:g}"}
-        return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(default_dir())], env=env)
+        return lab_main(args.speed, jupyter_args)
     parser.error(f"unknown command {args.command!r}")
 
 
