@@ -33,6 +33,7 @@ from asynclab.clock import (
 from asynclab.faults import Faults, NotFound, RateLimit, RateLimited, ServiceError, ServiceUnavailable
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
 from asynclab.palette import service_colour
+from asynclab.pipeline import Outcome, Step, run_pipeline
 from asynclab.services import (
     LLM,
     BlockingEmbeddings,
@@ -89,6 +90,7 @@ __all__ = [
     "MetadataStore",
     "MicroBatcher",
     "NotFound",
+    "Outcome",
     "PgVectorStore",
     "PineconeStore",
     "RateLimit",
@@ -98,6 +100,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailable",
     "Span",
+    "Step",
     "Stopwatch",
     "Streamed",
     "Timeout",
@@ -114,6 +117,7 @@ __all__ = [
     "plot_sum_vs_max",
     "plot_timeline",
     "plot_timelines",
+    "run_pipeline",
     "service_colour",
     "set_speed",
     "sleep",
