@@ -30,7 +30,16 @@ from asynclab.clock import (
     timeout,
     wait_for,
 )
-from asynclab.faults import Faults, NotFound, RateLimit, RateLimited, ServiceError, ServiceUnavailable
+from asynclab.faults import (
+    Budget,
+    Faults,
+    NotFound,
+    RateLimit,
+    RateLimited,
+    RequestTooLarge,
+    ServiceError,
+    ServiceUnavailable,
+)
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
 from asynclab.palette import service_colour
 from asynclab.pipeline import Outcome, Step, run_pipeline
@@ -81,6 +90,7 @@ __all__ = [
     "Batched",
     "BlockingEmbeddings",
     "BlockingLLM",
+    "Budget",
     "Document",
     "Embeddings",
     "Faults",
@@ -96,6 +106,7 @@ __all__ = [
     "RateLimit",
     "RateLimited",
     "RedisStore",
+    "RequestTooLarge",
     "Service",
     "ServiceError",
     "ServiceUnavailable",

@@ -16,11 +16,13 @@
 
 Every handler is ``async`` and only awaits the services, so one event loop serves many
 requests at once. Errors are JSON (:class:`~asynclab.schemas.ErrorBody`): bad input → 422,
-:class:`RateLimited` → 429 with ``Retry-After`` in whole *simulated* seconds (rounded up),
-:class:`ServiceUnavailable` → 503, :class:`NotFound` → 404. Only request validation is a 422
-(the schemas check all the services would refuse; a JSON body with NaN, Infinity or bytes that
-are not UTF-8 too, see :mod:`asynclab.strictjson`): any other exception, a ValueError included,
-is the server's own fault, a 500 with an ErrorBody (and its traceback in the server's log).
+:class:`RateLimited` → 429 with ``Retry-After`` in whole *simulated* seconds (rounded up)
+and OpenAI's ``x-ratelimit-*`` headers, :class:`RequestTooLarge` (more tokens than a whole
+rate-limit window allows) → 413, :class:`ServiceUnavailable` → 503, :class:`NotFound` → 404.
+Only request validation is a 422 (the schemas check all the services would refuse; a JSON
+body with NaN, Infinity or bytes that are not UTF-8 too, see :mod:`asynclab.strictjson`): any
+other exception, a ValueError included, is the server's own fault, a 500 with an ErrorBody
+(and its traceback in the server's log).
 
 A stream starts once its first token is ready, so a rate limit or a fault before the first
 token is a real 429/503; a fault after it arrives as an ``error`` event (the status is already
@@ -164,9 +166,9 @@ async def _on_service_error(request: Request, exc: Exception) -> JSONResponse:
     headers = {}
     if isinstance(exc, RateLimited):
         body.retry_after = round(exc.retry_after, 3)
-        # Retry-After is whole seconds (RFC 9110); these are simulated seconds, rounded up so a
-        # client that waits that long is never early.
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        # Retry-After in whole simulated seconds, rounded up so a client that waits that long is
+        # never early, and OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}.
+        headers = exc.headers()
     return JSONResponse(body.model_dump(), status_code=exc.status, headers=headers)
 
 

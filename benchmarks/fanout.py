@@ -3,11 +3,22 @@
     .venv/bin/python benchmarks/fanout.py            # N = 1,000, 10,000, 100,000 at speed 1
     .venv/bin/python benchmarks/fanout.py --speed 10 --sizes 1000 10000
 
-Both sides run in the same process, at the same speed, in one event loop each, one after the
-other, best of ``--repeat`` runs. The asynclab side goes through everything a lesson uses: a
-``MetadataStore`` call (span, fault plan, latency model, deadline sleep, a real lookup) inside
-``with trace():``, so every call is also recorded. The last line is
-``ratio_10k=<asynclab time / bare time>``; the target is ≤ 1.3.
+Both sides run in the same process, at the same speed, in one event loop each, taking turns
+(bare, asynclab, bare, asynclab, …) so that a burst of load from elsewhere on the machine hits
+both; each side's time is its best of ``--repeat`` runs (``--repeat-100k`` at N ≥ 100,000).
+The bare side awaits ``asyncio.sleep(0.1 / speed)`` per call. The asynclab side goes through
+everything a lesson uses: a ``MetadataStore`` call (span, fault plan, latency model, deadline
+wait, a real lookup) inside ``with trace():``, so every call is also recorded.
+
+The output ends with ``ratio_100k=`` and then ``ratio_10k=`` (always the last line):
+asynclab time / bare time; the target for both is ≤ 1.3.
+
+Where the overhead was (profiled with cProfile and gc.callbacks, 100,000 calls): the cyclic
+garbage collector. All 100,000 calls wait at once, so the heap grows by every object a waiting
+call holds, and each full collection scans all of them again: about half of the bare side's
+time is collections, and asynclab's waiting calls held half as many objects again (a coroutine
+for ``asyncio.sleep``, a copy of the context for its timer, the ``compute`` function and its
+arguments). See ``Service._serve`` and ``_alarm`` in ``asynclab/services/base.py``.
 """
 
 from __future__ import annotations
@@ -18,10 +29,14 @@ import gc
 import resource
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any
 
 from asynclab import MetadataStore, at_speed, trace
 
 CALL = 0.1  # simulated seconds per call
+TARGET = 1.3
 
 
 async def bare(n: int, speed: float) -> None:
@@ -35,10 +50,10 @@ async def through_asynclab(n: int) -> int:
     return len(t.spans)
 
 
-def timed(run: object) -> float:
-    gc.collect()
+def timed(run: Callable[[], Coroutine[Any, Any, object]]) -> float:
+    gc.collect()  # start each run with no garbage left over from the one before
     started = time.perf_counter()
-    asyncio.run(run)  # type: ignore[arg-type]
+    asyncio.run(run())
     return time.perf_counter() - started
 
 
@@ -48,11 +63,14 @@ def max_rss_mib() -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
-    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs (N < 100k)")
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many runs per side (N < 100k)")
+    parser.add_argument("--repeat-100k", type=int, default=3, help="best of this many runs per side (N >= 100k)")
     args = parser.parse_args()
+    if args.speed <= 0 or args.repeat < 1 or args.repeat_100k < 1 or min(args.sizes) < 1:
+        parser.error("--speed must be > 0, --repeat, --repeat-100k and --sizes >= 1")
 
     print(f"fan-out of N calls of {CALL} simulated s at speed {args.speed:g} "
           f"(ideal wall time {CALL / args.speed * 1000:.0f} ms), python {sys.version.split()[0]}")
@@ -60,15 +78,22 @@ def main() -> int:
     ratios = {}
     with at_speed(args.speed):
         for n in args.sizes:
-            repeat = 1 if n >= 100_000 else args.repeat
-            bare_s = min(timed(bare(n, args.speed)) for _ in range(repeat))
-            ours_s = min(timed(through_asynclab(n)) for _ in range(repeat))
+            repeat = args.repeat_100k if n >= 100_000 else args.repeat
+            bare_runs, ours_runs = [], []
+            for _ in range(repeat):  # taking turns: a noisy moment slows one run of each, not one side
+                bare_runs.append(timed(partial(bare, n, args.speed)))
+                ours_runs.append(timed(partial(through_asynclab, n)))
+            bare_s, ours_s = min(bare_runs), min(ours_runs)
             ratios[n] = ours_s / bare_s
             extra = (ours_s - bare_s) / n * 1e6
             print(f"{n:>8} {bare_s:>9.3f} {ours_s:>11.3f} {ratios[n]:>7.2f} {extra:>14.1f} {max_rss_mib():>13.0f}")
+    for n, label in ((100_000, "100k"), (10_000, "10k")):
+        if n in ratios:
+            verdict = "met" if ratios[n] <= TARGET else "MISSED"
+            print(f"target ratio_{label} <= {TARGET}: {verdict}")
+    if 100_000 in ratios:
+        print(f"ratio_100k={ratios[100_000]:.3f}")
     if 10_000 in ratios:
-        verdict = "met" if ratios[10_000] <= 1.3 else "MISSED"
-        print(f"target ratio_10k <= 1.3: {verdict}")
         print(f"ratio_10k={ratios[10_000]:.3f}")
     return 0
 

@@ -5,10 +5,27 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
+import threading
 
 import pytest
 
-from asynclab import LLM, BlockingLLM, Faults, Jittered, MetadataStore, Service, at_speed, stopwatch, trace
+from asynclab import (
+    LLM,
+    BlockingLLM,
+    Faults,
+    Jittered,
+    MetadataStore,
+    NotFound,
+    Service,
+    Trace,
+    at_speed,
+    now,
+    stopwatch,
+    trace,
+)
+from asynclab.client import ServiceClient
+from asynclab.server import create_app
+from asynclab.serving import BackgroundServer
 
 # Timing tolerance: 5 % relative (the bar) plus an absolute allowance for timer
 # lateness. asyncio wakes a timer ~0.1-2 ms late on a busy 2-core machine; at speed 50 that is
@@ -156,3 +173,109 @@ def test_repr_shows_latency_load_and_faults() -> None:
     text = repr(llm)
     for part in ("LLM", "'llm'", "Fixed(1.2)", "in_flight=0/4", "calls=0", "error_rate=0.1"):
         assert part in text
+
+
+# -- capacity per event loop ------------------------------------------------------------------
+
+
+async def test_capacity_holds_in_each_event_loop_that_calls_the_service(fast: float) -> None:
+    # One service, two loops at once: this test's loop and a thread running its own. Before
+    # capacity was per loop, the second loop to queue got "bound to a different event loop".
+    meta = MetadataStore(latency=0.3, capacity=1)
+    queued = threading.Event()
+    theirs = Trace()
+
+    def other_loop() -> None:
+        async def calls() -> None:
+            with trace() as t:
+                tasks = [asyncio.create_task(meta.get(f"doc-00{i}")) for i in (1, 2, 3)]
+                await asyncio.sleep(0)  # all three have arrived: one served, two queued
+                queued.set()
+                await asyncio.gather(*tasks)
+            theirs.spans.extend(t.spans)
+
+        asyncio.run(calls())
+
+    thread = threading.Thread(target=other_loop)
+    thread.start()
+    try:
+        assert await asyncio.to_thread(queued.wait, 5)
+        with trace() as mine:
+            await asyncio.gather(*(meta.get(f"doc-00{i}") for i in (4, 5, 6)))
+    finally:
+        await asyncio.to_thread(thread.join, 5)
+    assert [s.outcome for s in theirs.spans] == ["ok"] * 3
+    # In each loop the limit holds: one call at a time, three waves of 0.3 s...
+    assert mine.max_concurrency() == 1 and theirs.max_concurrency() == 1
+    assert mine.elapsed == pytest.approx(0.9, rel=REL, abs=2 * ABS_PER_AWAIT)
+    # ...and the loops do not wait for each other: two calls in service at once, one per loop.
+    both = Trace()
+    both.spans = theirs.spans + mine.spans
+    assert both.max_concurrency() == 2
+    assert meta.in_flight == 0
+
+
+async def test_a_service_with_capacity_serves_the_kernel_and_a_background_server_at_once(fast: float) -> None:
+    meta = MetadataStore(latency=0.3, capacity=1)
+    async with BackgroundServer(create_app(metadata=meta)) as server, ServiceClient(base_url=server.url) as client:
+        await client.metadata("doc-009")  # the connection is open before the clock starts
+        with stopwatch() as sw, trace() as t:
+            results = await asyncio.gather(
+                *(meta.get(f"doc-00{i}") for i in (1, 2, 3)),  # in this loop
+                *(client.metadata(f"doc-00{i}") for i in (4, 5, 6)),  # in the server's loop
+            )
+    assert [r["id"] for r in results] == [f"doc-00{i}" for i in range(1, 7)]
+    direct = Trace()
+    direct.spans = t.by_service("metadata")  # the trace also holds the client's HTTP spans
+    assert len(direct.spans) == 3 and direct.max_concurrency() == 1  # this loop: one at a time
+    # Each loop serves its three calls in three waves of 0.3 s, both loops at once: 0.9 s, not
+    # the 1.8 s of one shared slot. The allowance is the HTTP round trips (a few ms of wall time).
+    assert sw.elapsed == pytest.approx(0.9, abs=0.4)
+
+
+def test_blocking_calls_share_one_set_of_slots_across_threads() -> None:
+    llm = BlockingLLM(latency=0.3, capacity=2)
+
+    async def four_threads() -> Trace:
+        # Start the pool's threads first: a few ms of wall time that must not count.
+        await asyncio.gather(*(asyncio.to_thread(int) for _ in range(4)))
+        with trace() as t:
+            await asyncio.gather(*(asyncio.to_thread(llm.complete, f"q{i}") for i in range(4)))
+        return t
+
+    with at_speed(10):
+        t = asyncio.run(four_threads())
+    assert t.max_concurrency() == 2
+    # Two waves of 0.3 s; 0.3 would be no limit, 1.2 one slot. The allowance is 25 ms of wall
+    # time at speed 10 for four threads waking up on a loaded 2-core machine.
+    assert t.elapsed == pytest.approx(0.6, abs=0.25)
+
+
+# -- the wait itself --------------------------------------------------------------------------
+
+
+async def test_a_call_cancelled_while_it_waits_ends_at_once_and_frees_its_slot(fast: float) -> None:
+    meta = MetadataStore(latency=5.0, capacity=1)
+    with trace() as t:
+        call = asyncio.create_task(meta.get("doc-001"))
+        await asyncio.sleep(0.1 / fast)
+        cancelled_at = now()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    span = t.spans[0]
+    assert span.outcome == "cancelled" and span.end == pytest.approx(cancelled_at, abs=ABS_PER_AWAIT)
+    assert meta.in_flight == 0
+    quick = MetadataStore(latency=0.05, capacity=1)
+    quick._slots = meta._slots  # the same slots: the cancelled call gave its slot back
+    with stopwatch() as sw:
+        await quick.get("doc-002")
+    assert sw.elapsed == pytest.approx(0.05, abs=ABS_PER_AWAIT)
+
+
+async def test_a_not_found_takes_its_latency_too(fast: float) -> None:
+    meta = MetadataStore(latency=0.4)
+    with stopwatch() as sw, pytest.raises(NotFound, match="no document 'doc-999'"):
+        await meta.get("doc-999")
+    assert sw.elapsed == pytest.approx(0.4, rel=REL, abs=ABS_PER_AWAIT)
+

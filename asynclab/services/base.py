@@ -3,7 +3,8 @@
 A call to any service goes through the same four steps:
 
 1. open a span in the current trace (:mod:`asynclab.tracing`);
-2. pass the rate limit, then wait for a free slot if the service is at capacity;
+2. pass the rate limit (requests and tokens), then wait for a free slot if the service is at
+   capacity (capacity holds per event loop: see :class:`Service`);
 3. take its latency in simulated seconds (an injected fault fails or hangs here);
 4. compute a real, deterministic result (inside the latency, not on top of it).
 
@@ -15,12 +16,15 @@ Introduced in notebook 00.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from asynclab.clock import now, sleep_blocking, wall_until
-from asynclab.faults import Faults, RateLimited, ServiceError, ServiceUnavailable
+from asynclab.faults import Budget, Faults, ServiceError, ServiceUnavailable
 from asynclab.latency import Latency, as_latency, check_count
 from asynclab.tracing import Span, record
 
@@ -31,6 +35,61 @@ T = TypeVar("T")
 #: A blocked thread cannot be cancelled, so a hang in a blocking client ends after this many
 #: simulated seconds with ServiceUnavailable: the price the blocking lessons make visible.
 BLOCKING_HANG = 30.0
+
+
+#: The context the wake-up timers of :func:`_alarm` run in: they read no context variable, and
+#: passing one saves asyncio a copy of the caller's context per call.
+_NO_CONTEXT = contextvars.Context()
+
+
+def _wake(alarm: asyncio.Future[None]) -> None:
+    if not alarm.done():  # cancelled meanwhile: nothing to wake
+        alarm.set_result(None)
+
+
+def _alarm(deadline: float) -> tuple[asyncio.Future[None], asyncio.TimerHandle]:
+    """What ``asyncio.sleep`` does, without its coroutine: a future the loop resolves at ``deadline``.
+
+    ``deadline`` is in simulated seconds (see :func:`~asynclab.clock.wall_until`). Awaiting the
+    future directly costs one object less per call than ``await asyncio.sleep(...)`` (its
+    coroutine), and the timer runs in :data:`_NO_CONTEXT` instead of a copy of the caller's
+    context: in a 100,000-call fan-out those objects are what the garbage collector scans.
+    """
+    loop = asyncio.get_running_loop()
+    alarm = loop.create_future()
+    return alarm, loop.call_at(loop.time() + wall_until(deadline), _wake, alarm, context=_NO_CONTEXT)
+
+
+class _LoopSlots:
+    """``capacity`` slots in each event loop that calls the service, made on first use.
+
+    An ``asyncio.Semaphore`` belongs to the first loop that waits on it; a second loop gets
+    "bound to a different event loop". A notebook calls a service from the kernel's loop and
+    from a :class:`~asynclab.serving.BackgroundServer`'s loop at once, so each loop gets its own.
+    """
+
+    __slots__ = ("_by_loop", "_lock", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        # Weak keys: a closed loop (one per asyncio.run, per test) takes its slots with it.
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._by_loop = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()  # two loops in two threads may ask at once
+
+    def here(self) -> asyncio.Semaphore:
+        """The slots of the running loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            slots = self._by_loop.get(loop)
+            if slots is None:
+                slots = self._by_loop[loop] = asyncio.Semaphore(self.capacity)
+            return slots
+
+    def release(self) -> None:
+        # No running loop: a stream closed by hand after its loop ended; its loop's slots are gone.
+        with contextlib.suppress(RuntimeError):
+            self.here().release()
 
 
 def check_text(value: object, name: str) -> str:
@@ -46,8 +105,14 @@ class Service:
     """Latency, faults, capacity and tracing for one simulated service.
 
     name: how the service appears in traces and plots. latency: simulated seconds per call, a
-    number or a latency model. faults: a :class:`Faults` plan (none by default). capacity: how
+    number or a latency model. faults: a :class:`Faults` plan (none by default); its
+    ``rate_limit`` may count requests and tokens (see :meth:`rate_limit_status`). capacity: how
     many calls the service serves at once; more calls queue inside it (None: unlimited).
+
+    Capacity holds *per event loop*: calls from the kernel's loop and calls through a
+    :class:`~asynclab.serving.BackgroundServer` (its own loop, in its own thread) each get
+    ``capacity`` slots, like two replicas of the service. Blocking calls (``BlockingLLM``, in
+    any thread) share one set of ``capacity`` slots per service.
     """
 
     default_name: ClassVar[str] = "service"
@@ -67,7 +132,7 @@ class Service:
             raise TypeError(f"faults must be a Faults plan or None, got {type(faults).__name__}")
         self.faults = faults or Faults()
         self.capacity = None if capacity is None else check_count(capacity, "capacity")
-        self._slots = asyncio.Semaphore(capacity) if capacity else None
+        self._slots = _LoopSlots(self.capacity) if self.capacity else None
         self._thread_slots = threading.BoundedSemaphore(capacity) if capacity else None
         self._failed: dict[tuple[str, str], int] = {}
         self.in_flight = 0
@@ -86,26 +151,43 @@ class Service:
         self.calls += 1
         return span
 
-    def _check_rate_limit(self, span: Span) -> None:
+    def rate_limit_status(self) -> dict[str, Budget]:
+        """What is left of the rate limit now: ``{"requests": Budget(...), "tokens": Budget(...)}``.
+
+            llm.rate_limit_status()["tokens"].remaining     # tokens left in the window
+
+        Only the kinds the limit has; empty when the service has no rate limit.
+        """
+        limit = self.faults.rate_limit
+        return {} if limit is None else limit.status()
+
+    def _count_tokens(self, tokens: int | Callable[[], int]) -> int:
+        """The tokens a call counts against the budget: 0 unless the rate limit counts tokens.
+
+        ``tokens`` may be a function, called only then, inside the call's span: the LLM counts
+        its answer's tokens, and computing the answer must not cost time when nobody counts.
+        """
+        limit = self.faults.rate_limit
+        if limit is None or limit.tokens is None:
+            return 0
+        return tokens() if callable(tokens) else tokens
+
+    def _check_rate_limit(self, span: Span, tokens: int = 0) -> None:
         limit = self.faults.rate_limit
         if limit is not None:
-            wait = limit.acquire()
-            if wait > 0:
+            try:
+                limit.admit(tokens, service=self.name, operation=span.operation)
+            except ServiceError as exc:  # RateLimited, or RequestTooLarge (more than a window holds)
                 self.failures += 1
-                self._finish(span, "RateLimited")
-                raise RateLimited(
-                    f"{span.name} rate limited: more than {limit.calls} calls in {limit.per:g} s;"
-                    f" retry after {wait:.2f} s",
-                    retry_after=wait,
-                    service=self.name,
-                    operation=span.operation,
-                )
+                self._finish(span, type(exc).__name__)
+                raise
 
-    async def _admit(self, span: Span) -> None:
-        self._check_rate_limit(span)
+    async def _admit(self, span: Span, tokens: int = 0) -> None:
+        """Step 2: the rate limit counts this request (and its ``tokens``), then a slot is taken."""
+        self._check_rate_limit(span, tokens)
         if self._slots is not None:
             try:
-                await self._slots.acquire()
+                await self._slots.here().acquire()
             except BaseException:
                 self._finish(span, "cancelled")
                 raise
@@ -149,17 +231,21 @@ class Service:
         *args: Any,
         items: int = 1,
         latency: Latency | None = None,
+        tokens: int | Callable[[], int] = 0,
     ) -> T:
         """One call through steps 1–4; ``compute(*args)`` makes the result (it may raise a ServiceError).
 
-        This is the hot path of every lesson and of ``benchmarks/fanout.py``: one coroutine
-        frame, no await besides the slot and the sleep, and ``compute`` gets its arguments
-        instead of a closure: every object allocated per call makes the garbage collector run
-        more often, and in a 10,000-call fan-out that is the main overhead.
+        tokens: what the call counts against a token budget (a number, or a function that
+        counts, see :meth:`_count_tokens`). This is the hot path of every lesson and of
+        ``benchmarks/fanout.py``, where 100,000 calls wait at once: one coroutine frame, no
+        await besides the slot and the alarm (:func:`_alarm`), ``compute`` gets its arguments
+        instead of a closure, and a waiting call drops what it no longer needs. Every object a
+        waiting call holds is one more for the garbage collector to scan, again and again, and
+        at that scale the collector is most of the overhead.
         """
         span = self._open(operation, key, items)
         if self._slots is not None or self.faults.rate_limit is not None:
-            await self._admit(span)
+            await self._admit(span, self._count_tokens(tokens))
         else:
             self.in_flight += 1
         try:
@@ -168,12 +254,20 @@ class Service:
             if fate == "hang":
                 await asyncio.Event().wait()  # never set: only cancellation ends a hang
             deadline = span.start + (latency or self.latency).seconds(key, items)
+            outcome: T | ServiceError
             try:
-                result = compute(*args)  # inside the latency: its CPU time is not added on top
-            except ServiceError:
-                await asyncio.sleep(wall_until(deadline))  # a "not found" takes time too
+                outcome = compute(*args)  # inside the latency: its CPU time is not added on top
+            except ServiceError as exc:
+                outcome = exc  # a "not found" takes its time too
+            del compute, args
+            alarm, timer = _alarm(deadline)
+            try:
+                await alarm
+            except BaseException:
+                timer.cancel()  # cancelled while waiting: drop the timer, as asyncio.sleep does
                 raise
-            await asyncio.sleep(wall_until(deadline))
+            if isinstance(outcome, ServiceError):
+                raise outcome
             if fate == "error":
                 raise self._fail(span, "injected fault")
         except BaseException as exc:
@@ -182,7 +276,7 @@ class Service:
         finally:
             self._release()
         self._finish(span)
-        return result
+        return outcome
 
     def _serve_blocking(
         self,
@@ -192,11 +286,12 @@ class Service:
         *args: Any,
         items: int = 1,
         latency: Latency | None = None,
+        tokens: int | Callable[[], int] = 0,
     ) -> T:
         """Steps 1–4 with ``time.sleep``: the calling thread (and its event loop) is blocked."""
         span = self._open(operation, key, items)
         span.froze_loop = asyncio.events._get_running_loop() is not None  # called from async code
-        self._check_rate_limit(span)
+        self._check_rate_limit(span, self._count_tokens(tokens))
         if self._thread_slots is not None:
             self._thread_slots.acquire()
             span.start = now()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from asynclab import text
 from asynclab.clock import now, sleep_until
@@ -31,7 +31,7 @@ from asynclab.latency import Latency, Streamed
 from asynclab.services.base import Service, check_text
 from asynclab.services.vectorstores import nearest
 
-__all__ = ["LLM", "MODELS", "BlockingLLM", "run_model"]
+__all__ = ["LLM", "MODELS", "BlockingLLM", "run_model", "token_usage"]
 
 MODELS = ("assistant", "summarizer", "sentiment", "classifier")
 
@@ -61,6 +61,15 @@ def run_model(model: str, prompt: str) -> str:
     # No context given: answer from what the model "knows", the bundled knowledge base.
     best, _ = nearest(prompt, k=1)[0]
     return text.answer(prompt, best.text)
+
+
+@lru_cache(maxsize=4096)
+def token_usage(model: str, prompt: str) -> int:
+    """Tokens one completion counts against a token budget: the prompt's plus the answer's.
+
+    Counted with the course's tokenizer (:func:`asynclab.text.tokenize`), like a provider's TPM.
+    """
+    return len(text.tokenize(prompt)) + len(text.tokenize(run_model(model, prompt)))
 
 
 class LLM(Service):
@@ -100,7 +109,9 @@ class LLM(Service):
         """
         check_text(prompt, "prompt")
         _check_model(model)
-        return await self._serve("complete", f"{model}:{prompt}", run_model, model, prompt)
+        # The token count (prompt + answer) is taken only if the rate limit counts tokens.
+        usage = partial(token_usage, model, prompt)
+        return await self._serve("complete", f"{model}:{prompt}", run_model, model, prompt, tokens=usage)
 
     def stream(self, prompt: str, *, model: str = "assistant") -> AsyncIterator[str]:
         """The same answer as ``complete``, token by token as the model produces it.
@@ -114,11 +125,11 @@ class LLM(Service):
         check_text(prompt, "prompt")
         _check_model(model)
         tokens = text.tokenize(run_model(model, prompt))
-        return self._produce(f"{model}:{prompt}", tokens)
+        return self._produce(f"{model}:{prompt}", tokens, token_usage(model, prompt))
 
-    async def _produce(self, key: str, tokens: list[str]) -> AsyncIterator[str]:
+    async def _produce(self, key: str, tokens: list[str], usage: int) -> AsyncIterator[str]:
         span = self._open("stream", key, items=len(tokens))
-        await self._admit(span)
+        await self._admit(span, usage)
         outcome = "cancelled"  # an early exit (break, aclose, cancel) lands here via finally
         try:
             fate = self.faults.decide(self.name, "stream", key, span.attempt)
@@ -163,5 +174,6 @@ class BlockingLLM(Service):
     def complete(self, prompt: str, *, model: str = "assistant") -> str:
         check_text(prompt, "prompt")
         _check_model(model)
-        return self._serve_blocking("complete", f"{model}:{prompt}", run_model, model, prompt)
+        usage = partial(token_usage, model, prompt)
+        return self._serve_blocking("complete", f"{model}:{prompt}", run_model, model, prompt, tokens=usage)
 
