@@ -106,7 +106,8 @@ def create_app(
     llm, embeddings, metadata, tools: the async clients (``LLM``, ``Embeddings``, ...), checked here:
     a blocking client or anything else is a TypeError now, not a failing request later.
     stores: replaces some of the three stores by name, e.g. ``{"pinecone": PineconeStore(latency=2)}``.
-    A service with ``capacity=`` must be served by one event loop only (its queue belongs to it).
+    A service with ``capacity=`` has that many slots in each event loop that calls it: the
+    server's loop, and a notebook's loop calling the same object directly, each get their own.
     """
     if stores is not None and not isinstance(stores, Mapping):
         raise TypeError(
