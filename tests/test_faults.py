@@ -317,3 +317,23 @@ def test_durations_are_written_like_x_ratelimit_reset_headers(seconds: float, te
 def test_bad_durations_are_refused(call: object, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         call()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("count", "error", "message"),
+    [
+        (lambda: -1, ValueError, "tokens must be an int >= 0, got -1"),  # refused by the budget
+        (lambda: 1 // 0, ZeroDivisionError, "division"),  # the count itself fails
+    ],
+)
+async def test_a_token_count_that_fails_closes_the_call_instead_of_leaving_it_running(
+    fast: float, count: object, error: type, message: str
+) -> None:
+    class Broken(Service):
+        async def echo(self, text: str) -> str:
+            return await self._serve("echo", text, str, text, tokens=count)  # type: ignore[arg-type]
+
+    broken = Broken(latency=0.01, faults=Faults(rate_limit=RateLimit(tokens=100)))
+    with trace() as t, pytest.raises(error, match=message):
+        await broken.echo("hello")
+    assert t.spans[0].outcome == error.__name__ and broken.in_flight == 0

@@ -181,6 +181,9 @@ class Service:
                 self.failures += 1
                 self._finish(span, type(exc).__name__)
                 raise
+            except BaseException as exc:  # a bad token count: the call ends here too
+                self._close(span, exc)
+                raise
 
     async def _admit(self, span: Span, tokens: int = 0) -> None:
         """Step 2: the rate limit counts this request (and its ``tokens``), then a slot is taken."""
@@ -245,7 +248,12 @@ class Service:
         """
         span = self._open(operation, key, items)
         if self._slots is not None or self.faults.rate_limit is not None:
-            await self._admit(span, self._count_tokens(tokens))
+            try:
+                counted = self._count_tokens(tokens)
+            except BaseException as exc:
+                self._close(span, exc)
+                raise
+            await self._admit(span, counted)
         else:
             self.in_flight += 1
         try:
@@ -291,7 +299,12 @@ class Service:
         """Steps 1–4 with ``time.sleep``: the calling thread (and its event loop) is blocked."""
         span = self._open(operation, key, items)
         span.froze_loop = asyncio.events._get_running_loop() is not None  # called from async code
-        self._check_rate_limit(span, self._count_tokens(tokens))
+        try:
+            counted = self._count_tokens(tokens)
+        except BaseException as exc:
+            self._close(span, exc)
+            raise
+        self._check_rate_limit(span, counted)
         if self._thread_slots is not None:
             self._thread_slots.acquire()
             span.start = now()
