@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from asynclab import LLM, BlockingLLM, MetadataStore, PineconeStore, at_speed, sleep
+from asynclab import LLM, BlockingLLM, MetadataStore, PineconeStore
 from asynclab.checks import ExerciseFailed, lesson01
 
 # -- summarize_all: a blocking client inside async code ------------------------------------
@@ -57,21 +57,10 @@ async def test_the_default_model_gives_answers_not_summaries(fast: float) -> Non
         await lesson01.check_summarize_all(wrong_model)
 
 
-async def test_the_heartbeat_sees_a_free_loop_and_a_blocked_one() -> None:
-    with at_speed(20):
-        heartbeat = lesson01.Heartbeat(tick=0.1)
-        beating = asyncio.create_task(heartbeat.run())
-        await sleep(0.5)
-        free = heartbeat.frozen
-        BlockingLLM(latency=1.0).complete("hello")  # holds the thread for 1 simulated second
-        await sleep(0.3)
-        beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
-        heartbeat.beat()
-    # A free loop ticks within a few ms of wall time (0.5 s is 25 ms at speed 20, room for a busy
-    # machine); a blocked one misses the whole second.
-    assert free < 0.5
-    assert heartbeat.frozen > 0.9
+async def test_a_correct_answer_is_never_told_the_loop_froze(fast: float) -> None:
+    """Solutions 01 was told "frozen for 2.0 s": a second heartbeat around attempt() timed its GC."""
+    for _ in range(5):
+        await lesson01.check_summarize_all(summarize_all)
 
 
 # -- doc_card: forgotten awaits, and what may overlap -----------------------------------------

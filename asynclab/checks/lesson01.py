@@ -27,67 +27,21 @@ from asynclab.checks import (
     fail,
     passed,
 )
-from asynclab.clock import now, sleep
+from asynclab.clock import get_speed
 from asynclab.services import LLM, BlockingLLM, MetadataStore, PineconeStore
 from asynclab.services.llm import run_model
 from asynclab.text import load_corpus
 
-__all__ = ["Heartbeat", "WatchedBlockingLLM", "check_doc_card", "check_summarize_all"]
+__all__ = ["WatchedBlockingLLM", "check_doc_card", "check_summarize_all"]
 
 #: Documents whose texts summarize_all gets (four calls: a frozen loop shows as 4 × the latency).
 SUMMARY_DOCS = ("doc-081", "doc-082", "doc-090", "doc-091")
 #: The blocking LLM's latency in the summarize_all check, simulated seconds.
 SUMMARY_LATENCY = 1.0
+#: Wall seconds that handing the calls to worker threads may cost on a busy machine.
+THREAD_HANDOFF = 0.03
 #: doc_card's question: its best hit is a document about running blocking code from async code.
 CARD_QUESTION = "How do I run a blocking function without freezing the event loop?"
-
-
-class Heartbeat:
-    """A task that ticks every ``tick`` simulated seconds and remembers its longest silence.
-
-    On a free event loop the gap between ticks stays near ``tick``; a blocking call on the
-    loop's thread stops every task, the heartbeat too, and shows up as one long gap.
-    """
-
-    __slots__ = ("last", "longest", "tick")
-
-    def __init__(self, tick: float = 0.1) -> None:
-        self.tick = tick
-        self.longest = 0.0
-        self.last = now()
-
-    async def run(self) -> None:
-        self.last = now()
-        while True:
-            await sleep(self.tick)
-            self.beat()
-
-    def beat(self) -> None:
-        """Note a tick. Also call it when stopping: the silence since the last tick counts too
-        (a blocking call that ends just before the stop never lets the heartbeat tick again)."""
-        moment = now()
-        self.longest = max(self.longest, moment - self.last)
-        self.last = moment
-
-    @property
-    def frozen(self) -> float:
-        """Simulated seconds the loop was unavailable beyond one tick (0 on a free loop)."""
-        return max(self.longest - self.tick, 0.0)
-
-
-async def _watched(function: Callable[..., Any], *args: Any) -> tuple[Attempt, Heartbeat]:
-    """:func:`attempt` with a heartbeat running next to it."""
-    __tracebackhide__ = True
-    heartbeat = Heartbeat()
-    beating = asyncio.create_task(heartbeat.run())
-    await asyncio.sleep(0)  # let the heartbeat take its first timestamp
-    try:
-        result = await attempt(function, *args)
-    finally:
-        beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
-        heartbeat.beat()
-    return result, heartbeat
 
 
 class WatchedBlockingLLM(BlockingLLM):
@@ -123,7 +77,9 @@ async def check_summarize_all(summarize_all: Callable[..., Any]) -> None:
     texts = [docs[doc_id].text for doc_id in SUMMARY_DOCS]
     expected = [run_model("summarizer", text) for text in texts]  # also warms the model's cache
     llm = WatchedBlockingLLM(latency=SUMMARY_LATENCY)
-    result, heartbeat = await _watched(summarize_all, llm, texts)
+    # attempt() watches the loop itself: a blocking call on the loop's thread fails it first,
+    # with the hint to move the call into a thread (asyncio.to_thread).
+    result = await attempt(summarize_all, llm, texts)
     summaries = result.result
     if inspect.iscoroutine(summaries):
         close_coroutines([summaries])
@@ -135,12 +91,9 @@ async def check_summarize_all(summarize_all: Callable[..., Any]) -> None:
            f"your list holds coroutine objects ({forgotten[0] if forgotten else ''}), not summaries: "
            "asyncio.to_thread(...) gives a coroutine; await it, e.g. with asyncio.gather(...)")
     total = SUMMARY_LATENCY * len(texts)
-    # The exact test is where the calls ran; the heartbeat says how long the loop stood still.
-    # Its own threshold is 1.5 calls long, so a busy machine's scheduling hiccups never trip it.
-    if llm.on_loop or heartbeat.frozen > 1.5 * SUMMARY_LATENCY:
-        fail(f"the event loop was frozen for {heartbeat.frozen:.1f} s: a blocking call ran on it. "
-             "llm is a blocking client, so run each call in a worker thread: "
-             "await asyncio.to_thread(llm.complete, text, model='summarizer')")
+    if llm.on_loop:  # attempt() catches this first; kept as the exact, timing-free statement
+        fail("the event loop was frozen: a blocking call ran on it. llm is a blocking client, so run each call "
+             "in a worker thread: await asyncio.to_thread(llm.complete, text, model='summarizer')")
     if summaries != expected:
         if sorted(summaries) == sorted(expected):
             fail("these are the right summaries in the wrong order: return them in the order of texts "
@@ -157,13 +110,16 @@ async def check_summarize_all(summarize_all: Callable[..., Any]) -> None:
     if peak < len(texts):
         fail(f"your calls overlapped only partly (at most {peak} at once): {result.elapsed:.2f} s instead of "
              f"{SUMMARY_LATENCY:.2f} s. Start all of them before awaiting any.")
-    # 30 %, looser than usual: the overlap is already proven above, and handing calls to worker
-    # threads costs a few ms of wall time more than awaiting (× the speed on a busy machine).
-    expect_about(result.elapsed, SUMMARY_LATENCY,
-                 "your calls overlapped, but took {measured:.2f} s instead of {expected:.2f} s (one call): "
-                 "is something else waiting in your function?", rel=0.3)
+    # Looser than usual: the overlap is already proven above (all four calls in flight at once),
+    # and four worker threads starting and taking the GIL cost 10-30 ms of wall time on a loaded
+    # 2-core machine, × the speed in simulated seconds (0.6 s at speed 20). What is left to catch
+    # is an extra wait of a whole call or more.
+    allowed = 0.3 * SUMMARY_LATENCY + THREAD_HANDOFF * get_speed()
+    expect(result.elapsed <= SUMMARY_LATENCY + allowed,
+           f"your calls overlapped, but took {result.elapsed:.2f} s instead of {SUMMARY_LATENCY:.2f} s (one call): "
+           "is something else waiting in your function?")
     expect_no_leaks(result)
-    passed(f"summarize_all keeps the loop free (longest freeze {heartbeat.frozen:.2f} s) and runs the "
+    passed(f"summarize_all keeps the loop free (longest stall {result.froze:.2f} s) and runs the "
            f"{len(texts)} blocking calls in threads at once: {result.elapsed:.2f} s instead of {total:.2f} s.")
 
 
