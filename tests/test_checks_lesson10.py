@@ -350,6 +350,32 @@ async def test_summarize_all_says_workers_left_waiting_leak(fast: float) -> None
         await lesson10.check_summarize_all(no_sentinels)
 
 
+async def test_summarize_all_shows_the_expected_summary_when_a_result_is_wrong(fast: float) -> None:
+    async def titles(
+        docs: Sequence[Document], summarize: Stage, workers: int = 3
+    ) -> tuple[dict[str, str], dict[str, Exception]]:
+        async def titled(text: str) -> str:
+            doc = next(doc for doc in docs if doc.text == text)
+            await summarize(text)
+            return doc.title  # the wrong value: the title, not what summarize returned
+
+        return await summarize_all_with()(docs, titled, workers)
+
+    with pytest.raises(ExerciseFailed, match=r"summaries\['doc-\d+'\] is .*, but summarize\(doc.text\) returns"):
+        await lesson10.check_summarize_all(titles)
+
+
+async def test_a_stall_on_something_else_lists_where_the_tasks_wait(fast: float) -> None:
+    async def waits_for_an_event(
+        docs: Sequence[Document], summarize: Stage, workers: int = 3
+    ) -> tuple[dict[str, str], dict[str, Exception]]:
+        await asyncio.Event().wait()  # nobody sets it
+        return {}, {}
+
+    with pytest.raises(ExerciseFailed, match=r"stopped making progress.*Its tasks wait in: .*Event.wait"):
+        await lesson10.check_summarize_all(waits_for_an_event)
+
+
 def test_stuck_hint_names_a_task_waiting_to_put_into_a_full_queue() -> None:
     async def scenario() -> str:
         queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)

@@ -42,6 +42,7 @@ __all__ = [
     "check_index_documents",
     "check_summarize_all",
     "extract_text",
+    "stuck_hint",
 ]
 
 # -- exercise 1: three stages, balanced ---------------------------------------------------------
