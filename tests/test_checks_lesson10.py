@@ -99,7 +99,7 @@ async def test_index_documents_says_gathering_every_document_is_a_fan_out(fast: 
 
         return dict(zip([doc.id for doc in docs], await asyncio.gather(*map(chain, docs)), strict=True))
 
-    with pytest.raises(ExerciseFailed, match="that is a fan-out with gather, not a pipeline"):
+    with pytest.raises(ExerciseFailed, match=r"a fan-out with gather \(or a worker per document\), not a pipeline"):
         await lesson10.check_index_documents(fan_out)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from asynclab.checks import _owner, attempt, describe_error, expect, expect_no_leaks, fail, passed, require_async
+from asynclab.checks import Attempt, _owner, attempt, describe_error, expect, fail, passed, require_async
 from asynclab.clock import get_speed, now
 from asynclab.pipeline import Step
 from asynclab.services import LLM, Embeddings
@@ -187,6 +187,17 @@ def _documents(spans: Sequence[Span], keys: dict[str, str]) -> dict[str, list[Sp
     return found
 
 
+def _expect_workers_stopped(result: Attempt) -> None:
+    """Fail when the function returned while its workers still ran (they were cancelled since)."""
+    __tracebackhide__ = True
+    if result.leaked:
+        names = ", ".join(sorted({task.get_coro().__qualname__ for task in result.leaked}))  # type: ignore[union-attr]
+        fail(f"your function returned while {len(result.leaked)} task(s) it started were still running ({names}): "
+             "workers that wait in queue.get() for items that will never come. Stop every worker before you "
+             "return: a sentinel per worker, then wait for them (a TaskGroup does), or cancel them after "
+             "queue.join() and await the cancelled tasks.")
+
+
 def _close_coroutines(value: Any) -> bool:
     if inspect.iscoroutine(value):
         value.close()
@@ -235,8 +246,7 @@ async def check_index_documents(function: Callable[..., Awaitable[Any]]) -> None
     source = _documents_arriving(docs, taken)
     result = await attempt(_watched, function, source, extract, summarize, embed_, INDEX_MAXSIZE, timeout=120)
     await source.aclose()
-    if result.leaked:
-        expect_no_leaks(result)  # workers still in queue.get(): named by the shared hint (tasks left running)
+    _expect_workers_stopped(result)
     out = result.result
     if _close_coroutines(out):
         fail("index_documents returned a coroutine object: did you forget an `await`?")
@@ -286,7 +296,8 @@ async def check_index_documents(function: Callable[..., Awaitable[Any]]) -> None
              "that all three stages work at the same time on different documents.")
     if peaks["extract"] >= n - 1 and n > 2:
         fail(f"all {n} documents were in the pipeline at once ({peaks['extract']} extract calls at the same "
-             "moment): that is a fan-out with gather, not a pipeline. Read the source in a producer that puts "
+             "moment): a fan-out with gather (or a worker per document), not a pipeline. Read the source in a "
+             "producer that puts "
              f"each document into a bounded queue (maxsize={INDEX_MAXSIZE}), and let a few workers per stage take "
              "from it.")
     seconds = {"extract": EXTRACT_SECONDS, "summarize": SUMMARIZE_SECONDS, "embed": EMBED_SECONDS}
@@ -372,7 +383,7 @@ async def check_summarize_all(function: Callable[..., Awaitable[Any]]) -> None:
 
     workers = SUMMARIZE_ALL_WORKERS
     result = await attempt(_survives, function, docs, summarize, workers, timeout=60)
-    expect_no_leaks(result)
+    _expect_workers_stopped(result)
     out = result.result
     if _close_coroutines(out):
         fail("summarize_all returned a coroutine object: did you forget an `await`?")
