@@ -62,10 +62,12 @@ from asynclab.text import Document, load_corpus
 from asynclab.tracing import Span, Trace, current_trace, trace
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__): matplotlib takes half a second to load
+    from asynclab.diagrams import plot_event_loop
     from asynclab.plots import plot_scaling, plot_sum_vs_max, plot_timeline, plot_timelines
 
 #: Public names whose module is imported only when a name is first used.
 _LAZY = {name: "asynclab.plots" for name in ("plot_scaling", "plot_sum_vs_max", "plot_timeline", "plot_timelines")}
+_LAZY["plot_event_loop"] = "asynclab.diagrams"  # the event loop and a task's life (notebook 01)
 
 if not TYPE_CHECKING:  # hidden from mypy, so a misspelt name is still an error there
 
@@ -124,6 +126,7 @@ __all__ = [
     "get_speed",
     "load_corpus",
     "now",
+    "plot_event_loop",
     "plot_scaling",
     "plot_sum_vs_max",
     "plot_timeline",
