@@ -13,6 +13,8 @@
 | ``GET /metadata/{doc_id}``            | ``metadata.get``                  | 404 422 429 503 |
 | ``GET /tools/weather``, ``news``, ``stock`` | the three tools             | 422 429 503     |
 | ``POST /agent``                       | 3 searches + tools at once, then the LLM | 422 429 503 |
+| ``POST /v1/chat/completions`` …       | the OpenAI-compatible API, see :mod:`asynclab.openai_api` | 400 404 429 503 |
+| ``WS /ws/chat``, ``GET /``            | chat over a WebSocket and the chat page (:mod:`asynclab.chat_socket`) | |
 
 Every handler is ``async`` and only awaits the services, so one event loop serves many
 requests at once. Errors are JSON (:class:`~asynclab.schemas.ErrorBody`): bad input → 422,
@@ -43,6 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from asynclab import chat_socket, openai_api
 from asynclab.clock import get_speed
 from asynclab.faults import RateLimited, ServiceError
 from asynclab.fusion import rrf
@@ -135,6 +138,8 @@ def create_app(
     )
     app.state.services = services
     app.include_router(router)
+    app.include_router(openai_api.router)  # /v1: the OpenAI-compatible API, OpenAI-shaped errors
+    app.include_router(chat_socket.router)  # /ws/chat and the chat page at /
     app.add_middleware(StrictJSON)
     app.add_exception_handler(RateLimited, _on_service_error)
     app.add_exception_handler(ServiceError, _on_service_error)

@@ -14,7 +14,10 @@ Models (all deterministic, computed from the text by :mod:`asynclab.text`):
 - ``classifier``: the topic: llm, retrieval, embeddings, agents, serving, async, evaluation,
   safety, or other.
 
-Introduced in notebook 00; streaming in 04; :class:`BlockingLLM` in 01.
+``llm.chat(messages, tools=...)`` is the chat-completions interface with tool calling; how the
+model decides is documented in :mod:`asynclab.chat`.
+
+Introduced in notebook 00; streaming in 04; :class:`BlockingLLM` in 01; ``chat`` in 06.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from functools import lru_cache, partial
+from typing import Any, Literal, overload
 
 from asynclab import text
+from asynclab.chat import ChatChunk, ChatReply, Prepared, prepare
 from asynclab.clock import now, sleep_until
 from asynclab.faults import Faults
 from asynclab.latency import Latency, Streamed
@@ -152,6 +157,77 @@ class LLM(Service):
             if span.end is None:
                 self._finish(span, outcome)
 
+    @overload
+    async def chat(
+        self, messages: Any, *, tools: Any = None, tool_choice: Any = "auto", parallel_tool_calls: bool = True,
+        model: str = "assistant", stream: Literal[False] = False,
+    ) -> ChatReply: ...
+
+    @overload
+    async def chat(
+        self, messages: Any, *, tools: Any = None, tool_choice: Any = "auto", parallel_tool_calls: bool = True,
+        model: str = "assistant", stream: Literal[True],
+    ) -> AsyncIterator[ChatChunk]: ...
+
+    async def chat(
+        self, messages: Any, *, tools: Any = None, tool_choice: Any = "auto", parallel_tool_calls: bool = True,
+        model: str = "assistant", stream: bool = False,
+    ) -> ChatReply | AsyncIterator[ChatChunk]:
+        """The assistant's next turn in a conversation: text, or tool calls to run (see :mod:`asynclab.chat`).
+
+            reply = await llm.chat(messages, tools=TOOL_SCHEMAS)       # reply.tool_calls, reply.content
+            async for chunk in await llm.chat(messages, stream=True):   # like the openai SDK
+                print(chunk.content or "", end="")
+
+        messages: OpenAI-style message dicts (or the SDK's message objects). tools: function
+        schemas. tool_choice: "auto", "none", "required" or a named function.
+        parallel_tool_calls: all needed calls in one turn (True) or one per turn. Takes the
+        stream latency: time to first token + per token, for every completion token. The stream
+        ends with a chunk carrying ``finish_reason`` and ``usage``; a rate limit or a fault before
+        the first chunk raises at the first ``anext``, and stopping early cancels the producer.
+        """
+        _check_model(model)
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be True or False, got {type(stream).__name__} {stream!r}")
+        prepared = prepare(
+            messages, tools=tools, tool_choice=tool_choice, parallel_tool_calls=parallel_tool_calls,
+            model=model, answer=run_model,
+        )
+        if stream:
+            return self._produce_chat(prepared)
+        usage = prepared.reply.usage
+        return await self._serve(
+            "chat", prepared.key, _reply_of, prepared,
+            items=usage.completion_tokens, latency=self.stream_latency, tokens=usage.total_tokens,
+        )
+
+    async def _produce_chat(self, prepared: Prepared) -> AsyncIterator[ChatChunk]:
+        # Like _produce, with chat chunks: one per completion token, then the finish reason and usage.
+        span = self._open("chat", prepared.key, items=len(prepared.pieces))
+        await self._admit(span, tokens=prepared.reply.usage.total_tokens)
+        outcome = "cancelled"
+        try:
+            fate = self.faults.decide(self.name, "chat", prepared.key, span.attempt)
+            if fate == "hang":
+                await asyncio.Event().wait()
+            first, step = self.stream_latency.first_token, self.stream_latency.per_token
+            for index, piece in enumerate(prepared.pieces):
+                await sleep_until(span.start + first + step * index)
+                if fate == "error" and index == len(prepared.pieces) // 2:
+                    raise self._fail(span, "stream broke mid-answer")
+                if index == 0:
+                    span.first_token = now()
+                yield piece
+            yield ChatChunk(finish_reason=prepared.reply.finish_reason, usage=prepared.reply.usage)
+            outcome = "ok"
+        finally:
+            self._release()
+            if span.end is None:
+                self._finish(span, outcome)
+
+
+def _reply_of(prepared: Prepared) -> ChatReply:
+    return prepared.reply
 
 
 class BlockingLLM(Service):
