@@ -13,6 +13,7 @@ from asynclab import (
     LLM,
     BlockingLLM,
     Faults,
+    Fixed,
     Jittered,
     MetadataStore,
     NotFound,
@@ -254,8 +255,16 @@ def test_blocking_calls_share_one_set_of_slots_across_threads() -> None:
 # -- the wait itself --------------------------------------------------------------------------
 
 
-async def test_a_call_cancelled_while_it_waits_ends_at_once_and_frees_its_slot(fast: float) -> None:
-    meta = MetadataStore(latency=5.0, capacity=1)
+# A plain call (no capacity, limit or fault plan) is a future the loop resolves at its deadline;
+# a call with capacity goes through a coroutine that waits for a slot. Both must behave alike.
+PATHS = pytest.mark.parametrize("capacity", [None, 1], ids=["plain", "with-capacity"])
+
+
+@PATHS
+async def test_a_call_cancelled_while_it_waits_ends_at_once_and_frees_its_slot(
+    fast: float, capacity: int | None
+) -> None:
+    meta = MetadataStore(latency=5.0, capacity=capacity)
     with trace() as t:
         call = asyncio.create_task(meta.get("doc-001"))
         await asyncio.sleep(0.1 / fast)
@@ -266,16 +275,47 @@ async def test_a_call_cancelled_while_it_waits_ends_at_once_and_frees_its_slot(f
     span = t.spans[0]
     assert span.outcome == "cancelled" and span.end == pytest.approx(cancelled_at, abs=ABS_PER_AWAIT)
     assert meta.in_flight == 0
-    quick = MetadataStore(latency=0.05, capacity=1)
-    quick._slots = meta._slots  # the same slots: the cancelled call gave its slot back
+    meta.latency = Fixed(0.05)
     with stopwatch() as sw:
-        await quick.get("doc-002")
+        await meta.get("doc-002")  # would wait for ever if the cancelled call had kept its slot
     assert sw.elapsed == pytest.approx(0.05, abs=ABS_PER_AWAIT)
 
 
-async def test_a_not_found_takes_its_latency_too(fast: float) -> None:
-    meta = MetadataStore(latency=0.4)
-    with stopwatch() as sw, pytest.raises(NotFound, match="no document 'doc-999'"):
+@PATHS
+async def test_a_timeout_cancels_the_call_it_cuts_short(fast: float, capacity: int | None) -> None:
+    meta = MetadataStore(latency=2.0, capacity=capacity)
+    with trace() as t, pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3 / fast):
+            await meta.get("doc-001")
+    assert t.spans[0].outcome == "cancelled"
+    assert t.spans[0].duration == pytest.approx(0.3, abs=ABS_PER_AWAIT)
+    assert meta.in_flight == 0
+
+
+@PATHS
+async def test_a_bug_in_a_services_own_code_fails_the_call_at_once(fast: float, capacity: int | None) -> None:
+    class Buggy(Service):
+        async def lookup(self, key: str) -> int:
+            return await self._serve("lookup", key, int, key)  # int("x") raises ValueError
+
+    buggy = Buggy(latency=1.0, capacity=capacity)
+    with trace() as t, stopwatch() as sw, pytest.raises(ValueError, match="invalid literal for int"):
+        await buggy.lookup("x")
+    assert sw.elapsed < 0.5  # not a service's answer: no latency
+    assert t.spans[0].outcome == "ValueError" and buggy.in_flight == 0
+    assert await buggy.lookup("42") == 42
+
+
+@PATHS
+async def test_a_not_found_takes_its_latency_too(fast: float, capacity: int | None) -> None:
+    meta = MetadataStore(latency=0.4, capacity=capacity)
+    with trace() as t, stopwatch() as sw, pytest.raises(NotFound, match="no document 'doc-999'"):
         await meta.get("doc-999")
     assert sw.elapsed == pytest.approx(0.4, rel=REL, abs=ABS_PER_AWAIT)
+    with trace() as again:
+        await meta.get("doc-001")
+        with pytest.raises(NotFound):
+            await meta.get("doc-999")
+    assert t.spans[0].outcome == "NotFound" and meta.in_flight == 0
+    assert [s.attempt for s in again.spans] == [1, 2]  # asking again after a failure is attempt 2
 
