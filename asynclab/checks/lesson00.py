@@ -1,8 +1,9 @@
 """Checkers for notebook 00 · Why async.
 
     from asynclab.checks import lesson00
-    await lesson00.check_handle_request(handle_request)   # three independent calls at once
+    await lesson00.check_partial_failure(handle_request)  # three calls at once; one may fail
     await lesson00.check_predict_times(predict_times)     # Σ vs max, with dependent stages
+    await lesson00.check_handle_request(handle_request)   # the three calls at once, all healthy
 
 Introduced in notebook 00.
 """
@@ -13,13 +14,26 @@ import asyncio
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from asynclab.checks import Attempt, attempt, close_coroutines, expect, expect_about, expect_no_leaks, fail, passed
+from asynclab.checks import (
+    Attempt,
+    attempt,
+    close_coroutines,
+    describe_error,
+    expect,
+    expect_about,
+    expect_no_leaks,
+    fail,
+    passed,
+    require_async,
+)
 from asynclab.clock import sleep, stopwatch
+from asynclab.faults import Faults, ServiceError
 from asynclab.services import LLM, MetadataStore, PineconeStore
 
-__all__ = ["PLANS", "check_handle_request", "check_predict_times"]
+__all__ = ["PLANS", "check_handle_request", "check_partial_failure", "check_predict_times"]
 
 #: The request the handle_request checker sends: a question about the document the user has open.
 QUESTION = "How do I keep an LLM app from waiting on every call?"
@@ -62,6 +76,14 @@ async def check_handle_request(handle_request: Callable[..., Any]) -> None:
     ``doc_id``, and take about the longest call (1.2 s), not the sum (2.1 s).
     """
     __tracebackhide__ = True
+    result, durations = await _expect_healthy_request(handle_request)
+    passed(f"handle_request is right and concurrent: {result.elapsed:.2f} s, the longest call "
+           f"({max(durations.values()):.2f} s), instead of the sum ({sum(durations.values()):.2f} s).")
+
+
+async def _expect_healthy_request(handle_request: Callable[..., Any]) -> tuple[Attempt, dict[str, float]]:
+    """All three services healthy: the right tuple, in about the longest call; the attempt and latencies."""
+    __tracebackhide__ = True
     expected_answer, expected_ids, expected_info = await _reference(QUESTION, DOC_ID)
     llm, store, meta = LLM(), PineconeStore(), MetadataStore()
     durations = {s.name: s.latency.seconds() for s in (llm, store, meta)}
@@ -92,8 +114,132 @@ async def check_handle_request(handle_request: Callable[..., Any]) -> None:
                  f"meta.get(doc_id) with doc_id={DOC_ID!r}")
         fail(f"metadata should be what meta.get(doc_id) returns for {DOC_ID!r}; you returned {info!r:.120}")
     _expect_three_overlapping_calls(result, durations)
-    passed(f"handle_request is right and concurrent: {result.elapsed:.2f} s, the longest call "
-           f"({max(durations.values()):.2f} s), instead of the sum ({sum(durations.values()):.2f} s).")
+    return result, durations
+
+
+# -- partial failure: the metadata is optional, the answer and the hits are not ----------------
+
+
+@dataclass
+class _Raised:
+    """What the learner's function raised, kept as its result so the trace can still be read."""
+
+    error: Exception
+
+
+async def _outcome(handle_request: Callable[..., Any], *args: Any) -> Any:
+    """Run the learner's function; an error it raises becomes a :class:`_Raised` result.
+
+    The error is what one of the scenarios expects, so attempt() must not fail on it: the
+    checker decides. NotImplementedError (the stub) still goes through as an error.
+    """
+    try:
+        return await handle_request(*args)
+    except NotImplementedError:
+        raise
+    except Exception as error:  # a ServiceError, an ExceptionGroup from a TaskGroup, or a bug
+        return _Raised(error)
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+def _from(error: BaseException, service: str) -> bool:
+    """The error is (or a group holds) a ServiceError of ``service``."""
+    return any(isinstance(leaf, ServiceError) and leaf.service == service for leaf in _leaves(error))
+
+
+async def _expect_optional_metadata(handle_request: Callable[..., Any]) -> Attempt:
+    """The metadata store fails: the answer and the hits, metadata None, still in ≈ the longest call."""
+    __tracebackhide__ = True
+    expected_answer, expected_ids, _ = await _reference(QUESTION, DOC_ID)
+    llm, store, meta = LLM(), PineconeStore(), MetadataStore(faults=Faults(error_rate=1.0))
+    durations = {s.name: s.latency.seconds() for s in (llm, store, meta)}
+    result = await attempt(_outcome, handle_request, llm, store, meta, QUESTION, DOC_ID)
+    returned = result.result
+    if isinstance(returned, _Raised):
+        inside = (" A TaskGroup cancels all its tasks when one fails, so the metadata's error must be caught "
+                  "inside its own task" if isinstance(returned.error, BaseExceptionGroup) else "")
+        fail(f"when the metadata store failed, your function raised {describe_error(returned.error)}. But the "
+             f"metadata is optional: the request should still return the answer and the hits, with None as "
+             f"metadata.{inside} Wrap that one call in a small coroutine that awaits it and returns None "
+             "on ServiceError.")
+    expect_no_leaks(result)
+    expect(isinstance(returned, tuple) and len(returned) == 3,
+           f"return a tuple of three things, (answer, doc_ids, metadata); with the metadata store down you "
+           f"returned {returned!r:.120}")
+    answer, doc_ids, info = returned
+    if isinstance(info, BaseException):
+        fail(f"with the metadata store down, your metadata is the error object itself ({describe_error(info)}): "
+             "asyncio.gather(..., return_exceptions=True) puts errors among the results. Turn it into None: "
+             "the caller asked for metadata, not for an exception.")
+    expect(info is None, f"with the metadata store down, metadata should be None; you returned {info!r:.120}")
+    expect(answer == expected_answer and list(doc_ids) == expected_ids,
+           f"with the metadata store down, the answer and the doc ids should be the usual ones; you returned "
+           f"{answer!r:.60} and {doc_ids!r:.80}")
+    _expect_three_overlapping_calls(result, durations)
+    return result
+
+
+async def _expect_required_search(handle_request: Callable[..., Any]) -> Attempt:
+    """The vector store fails: the search's error goes up at once, and the LLM call is cancelled."""
+    __tracebackhide__ = True
+    llm, store, meta = LLM(), PineconeStore(faults=Faults(error_rate=1.0)), MetadataStore()
+    failed_at = store.latency.seconds()  # an injected failure comes after the call's latency
+    result = await attempt(_outcome, handle_request, llm, store, meta, QUESTION, DOC_ID)
+    returned = result.result
+    if not isinstance(returned, _Raised):
+        if isinstance(returned, tuple) and any(isinstance(part, BaseException) for part in returned):
+            fail("when the vector store failed, your function returned its error as a value, not raised: "
+                 f"{returned!r:.120}. Without hits there is no answer: raise the search's error (only the "
+                 "metadata's error becomes None).")
+        fail(f"when the vector store failed, your function returned {returned!r:.120} instead of failing. "
+             "Without search hits there is no answer to give: let the search's error reach the caller, and "
+             "catch only the metadata's.")
+    error = returned.error
+    if not _from(error, store.name):
+        fail(f"when the vector store failed, your function raised {describe_error(error)}, but the error to "
+             f"report is the search's ServiceUnavailable: raise it as it is (or inside the ExceptionGroup of a "
+             "TaskGroup). Did you use a result that was an error object?")
+    if result.leaked:
+        names = ", ".join(task.get_coro().__qualname__ for task in result.leaked[:3])  # type: ignore[union-attr]
+        fail(f"when the search failed at {failed_at:.2f} s, your function raised at once but left "
+             f"{len(result.leaked)} call(s) running ({names}): asyncio.gather passes on the first error and "
+             "does not stop the other calls, which go on (and are paid for) after the request has failed. "
+             "Use `async with asyncio.TaskGroup() as tg:`: when one task fails, it cancels the others and "
+             "waits for them.")
+    answered = [span for span in result.trace.by_service(llm.name) if span.outcome == "ok"]
+    if answered:
+        fail(f"the search failed at {failed_at:.2f} s, but your function raised only at {result.elapsed:.2f} s: "
+             f"it waited for the LLM's answer ({answered[0].duration:.2f} s) and then threw it away "
+             "(asyncio.gather waits for every call, return_exceptions or not). Cancel the other calls as soon "
+             "as a required one fails: a TaskGroup does it for you.")
+    expect_about(result.elapsed, failed_at,
+                 "when the search failed, your request took {measured:.2f} s to fail instead of {expected:.2f} s "
+                 "(when the search failed): is something else waiting in your function?")
+    return result
+
+
+async def check_partial_failure(handle_request: Callable[..., Any]) -> None:
+    """Grade ``handle_request(llm, store, meta, question, doc_id)`` when services fail.
+
+    Three runs, fresh services each: all healthy → ``(answer, doc_ids, metadata)`` in about the
+    longest call (1.2 s); the metadata store failing → ``(answer, doc_ids, None)``, still 1.2 s;
+    the vector store failing → the search's error raised (alone, or inside a TaskGroup's
+    ExceptionGroup) when the search fails (0.6 s), the LLM call cancelled, nothing left running.
+    """
+    __tracebackhide__ = True
+    require_async(handle_request)
+    healthy, durations = await _expect_healthy_request(handle_request)
+    degraded = await _expect_optional_metadata(handle_request)
+    failed = await _expect_required_search(handle_request)
+    passed(f"handle_request survives a failing metadata store and fails fast without search hits: "
+           f"healthy {healthy.elapsed:.2f} s, metadata down {degraded.elapsed:.2f} s (the longest call is "
+           f"{max(durations.values()):.2f} s), search down: raised at {failed.elapsed:.2f} s with the LLM "
+           "call cancelled.")
 
 
 #: Request plans the predict_times checker measures: stages run one after another; the calls
