@@ -43,6 +43,7 @@ from asynclab.faults import (
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
 from asynclab.palette import service_colour
 from asynclab.pipeline import Outcome, Step, run_pipeline
+from asynclab.queueing import Exponential, erlang_c, offer_load, poisson_arrivals
 from asynclab.services import (
     LLM,
     BlockingEmbeddings,
@@ -95,6 +96,7 @@ __all__ = [
     "Budget",
     "Document",
     "Embeddings",
+    "Exponential",
     "Faults",
     "Fixed",
     "Hit",
@@ -123,14 +125,17 @@ __all__ = [
     "about",
     "at_speed",
     "current_trace",
+    "erlang_c",
     "get_speed",
     "load_corpus",
     "now",
+    "offer_load",
     "plot_event_loop",
     "plot_scaling",
     "plot_sum_vs_max",
     "plot_timeline",
     "plot_timelines",
+    "poisson_arrivals",
     "run_pipeline",
     "service_colour",
     "set_speed",
