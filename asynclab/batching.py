@@ -62,7 +62,8 @@ class MicroBatcher(Generic[T, R]):
     has arrived at once). max_concurrent: the most batches in flight at once (None: no limit).
 
     Use it as an ``async with`` block: the block owns the batcher's tasks. When the block ends,
-    the batcher sends what is still waiting, waits for every batch in flight, and stops.
+    the batcher sends what is still waiting, waits for every batch in flight, and stops; when the
+    block fails, its error comes out as it is, and the callers still waiting are cancelled.
     """
 
     def __init__(
@@ -85,7 +86,8 @@ class MicroBatcher(Generic[T, R]):
         self.batches: list[BatchRecord] = []
         self.in_flight = 0
         self._queue: asyncio.Queue[_Request[T, R] | None] = asyncio.Queue()
-        self._group: asyncio.TaskGroup | None = None
+        self._collector: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self._open = False
 
     # -- the callers' side ------------------------------------------------------------------------
@@ -101,29 +103,34 @@ class MicroBatcher(Generic[T, R]):
     # -- the block ----------------------------------------------------------------------------------
 
     async def __aenter__(self) -> MicroBatcher[T, R]:
-        if self._group is not None:
+        if self._collector is not None:
             raise RuntimeError("this MicroBatcher has already been used: make a new one")
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        self._group.create_task(self._collect(), name="MicroBatcher._collect")
+        self._collector = asyncio.get_running_loop().create_task(self._collect(), name="MicroBatcher._collect")
         self._open = True
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        assert self._group is not None
+        # Its own tasks, not a TaskGroup: a TaskGroup would wrap the block's own error in an ExceptionGroup.
+        assert self._collector is not None
         self._open = False
-        self._queue.put_nowait(_CLOSE)
         try:
-            await self._group.__aexit__(exc_type, exc, tb)  # a TaskGroup never swallows the block's error
-        finally:
-            self._fail_waiting()  # only left when the block failed: nobody must wait for ever
+            if exc_type is None:
+                self._queue.put_nowait(_CLOSE)
+                await self._collector  # it sends what is still waiting, then stops
+                while self._sending:  # _send keeps its batch's errors: only a cancellation comes out
+                    await asyncio.gather(*self._sending)
+        finally:  # the block failed or was cancelled: stop everything, and nobody waits for ever
+            leftover = [task for task in (self._collector, *self._sending) if not task.done()]
+            for task in leftover:
+                task.cancel()
+            await asyncio.gather(*leftover, return_exceptions=True)
+            self._fail_waiting()
 
     # -- the batcher's side -----------------------------------------------------------------------
 
     async def _collect(self) -> None:
-        assert self._group is not None
         slots = asyncio.Semaphore(self.max_concurrent) if self.max_concurrent else None
         closing = False
         while not closing:
@@ -148,7 +155,9 @@ class MicroBatcher(Generic[T, R]):
                 pass  # the oldest request has waited max_wait: send what we have
             waiting = [request for request in batch if not request.future.done()]  # skip cancelled callers
             if waiting:
-                self._group.create_task(self._send(waiting, slots))
+                task = asyncio.get_running_loop().create_task(self._send(waiting, slots))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
             elif slots is not None:
                 slots.release()
 
