@@ -51,6 +51,7 @@ __all__ = [
     "EMBEDDING_MODELS",
     "ChatCompletionRequest",
     "EmbeddingRequest",
+    "ErrorResponse",
     "error_body",
     "router",
     "service_error_body",
@@ -95,6 +96,22 @@ class EmbeddingRequest(BaseModel):
 
 
 # -- errors -----------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, requests or tokens (a 429), server_error")
+    param: str | None = Field(default=None, description="the field at fault, e.g. messages[1].tool_call_id")
+    code: str | None = Field(default=None, description="e.g. rate_limit_exceeded, model_not_found")
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body, for every /v1 error."""
+
+    error: ErrorDetail
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (400, 404, 413, 429, 503)}
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -229,7 +246,7 @@ def _check_chat_model(model: str) -> str:
     return model
 
 
-@router.post("/chat/completions", responses={400: {}, 404: {}, 429: {}, 503: {}})
+@router.post("/chat/completions", responses=_ERRORS)
 async def chat_completions(body: ChatCompletionRequest, llm: Annotated[LLM, Depends(_llm)]) -> Response:
     """A chat completion, with tool calls; ``stream: true`` sends ``chat.completion.chunk`` events.
 
@@ -274,7 +291,7 @@ def _encode(vector: np.ndarray[Any, Any], encoding: str) -> list[float] | str:
     return cast(list[float], vector.tolist())
 
 
-@router.post("/embeddings", responses={400: {}, 404: {}, 429: {}, 503: {}})
+@router.post("/embeddings", responses=_ERRORS)
 async def embeddings(body: EmbeddingRequest, service: Annotated[Embeddings, Depends(_embeddings)]) -> Response:
     """Vectors for one text or a batch (one service call either way: batching pays)."""
     if body.model not in EMBEDDING_MODELS:
@@ -310,7 +327,7 @@ async def models() -> dict[str, Any]:
     return {"object": "list", "data": [_model(m) for m in (*CHAT_MODELS, *EMBEDDING_MODELS)]}
 
 
-@router.get("/models/{model}", responses={404: {}})
+@router.get("/models/{model}", responses={404: {"model": ErrorResponse}})
 async def model(model: str) -> dict[str, Any]:
     """One model, or 404."""
     names = (*CHAT_MODELS, *EMBEDDING_MODELS)
