@@ -20,7 +20,17 @@ from typing import Any
 
 from asynclab import text
 
-__all__ = ["KINDS", "Need", "describe_result", "key_phrase", "needs", "tool_kind"]
+__all__ = [
+    "COMPANIES",
+    "KINDS",
+    "Need",
+    "describe_result",
+    "error_of",
+    "key_phrase",
+    "main_parameter",
+    "needs",
+    "tool_kind",
+]
 
 #: The kinds of tool the model knows how to use, in the order a tool's name is matched against them.
 KINDS = ("weather", "stock", "news", "search")

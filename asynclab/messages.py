@@ -64,6 +64,8 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Tokens a reply counted: the prompt (messages and tool schemas) and the completion."""
+
     prompt_tokens: int
     completion_tokens: int
 
