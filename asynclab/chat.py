@@ -21,7 +21,9 @@ conversation works with ``llm.chat`` and through the ``openai`` SDK against the 
 3. What the question needs (:func:`asynclab.intents.needs`), in this order:
    - **weather** when it says "weather" or "forecast" (or rain, sunny, snow, humid, windy,
      degrees, temperature *with* a city): one call per city. Cities are capitalised names right
-     after "in", "for" or "at", listed with commas, "and", "or": "in Paris, Tokyo and New York".
+     after "in", "for" or "at", listed with commas, "and", "or": "in Paris, Tokyo and New York"
+     (after "weather" or "forecast", lowercase names count too, capitalised: "in paris and
+     tokyo" → "Paris", "Tokyo"; not "today" or "general").
    - **stock** when it says stock(s), shares, ticker, share price, or a ``$TICKER`` (or price,
      quote, trading *with* a symbol): one call per symbol. Symbols are 1–5 capital letters
      (not AI, API, LLM, GPU, USD, …) or a known company name (Nvidia, Apple, Microsoft, Google,

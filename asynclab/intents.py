@@ -69,6 +69,9 @@ _NOT_TICKERS = _set(
     "I A AI API APIS LLM LLMS RAG GPU GPUS CPU USD EUR GBP SSE HTTP JSON UTC OK US UK EU CEO PM AM FAQ "
     "TTFT RPM TPM KV SDK SQL CI ID URL TL DR ETA NYC LA SF"
 )
+#: Lowercase words after "in", "for" or "at" that are not places.
+_NOT_PLACES = _set("today tomorrow tonight now general town city area here there advance total case particular "
+                   "celsius fahrenheit degrees morning afternoon evening weekend week")
 #: Company names the model knows the ticker of.
 COMPANIES = {
     "nvidia": "NVDA", "apple": "AAPL", "microsoft": "MSFT", "alphabet": "GOOGL", "google": "GOOGL",
@@ -96,27 +99,41 @@ def _is_place_word(token: str) -> bool:
     return bare[:1].isupper() and any(c.islower() for c in bare) and bare.lower() not in text.STOPWORDS
 
 
-def _places_after(tokens: list[str], start: int) -> list[str]:
-    """A list of place names starting at ``tokens[start]``: "Paris, Tokyo and New York"."""
+def _is_lowercase_place(token: str) -> bool:
+    # "weather in paris": one lowercase word is a place too, unless it is a time or a filler.
+    return (token.isalpha() and token.islower() and token not in text.STOPWORDS and token not in _NOT_PLACES
+            and token not in _NEWS_WORDS and token not in _STOCK_WORDS and token not in _WEATHER_WORDS)
+
+
+def _places_after(tokens: list[str], start: int, lowercase: bool = True) -> list[str]:
+    """A list of place names starting at ``tokens[start]``: "Paris, Tokyo and New York", "paris and oslo"."""
     places: list[str] = []
     i = start
-    while i < len(tokens) and _is_place_word(tokens[i]):
+    # Lowercase names only in an all-lowercase list: in "in Lisbon, and chips news", chips is no place.
+    lowercase = lowercase and start < len(tokens) and _is_lowercase_place(tokens[start])
+    while i < len(tokens):
         end = i
         while end < len(tokens) and _is_place_word(tokens[end]):
             end += 1
-        places.append(" ".join(_bare(t) for t in tokens[i:end]))
+        if end == i and lowercase and _is_lowercase_place(tokens[i]):
+            end = i + 1
+        if end == i:
+            break
+        places.append(" ".join(_bare(t)[:1].upper() + _bare(t)[1:] for t in tokens[i:end]))
         i = end
+        if i >= len(tokens) or tokens[i].lower() not in {",", "and", "or", "&"}:
+            break  # the list goes on only after a comma, "and", "or"
         while i < len(tokens) and tokens[i].lower() in {",", "and", "or", "&"}:
             i += 1
     return places
 
 
-def _cities(tokens: list[str]) -> list[str]:
+def _cities(tokens: list[str], lowercase: bool) -> list[str]:
     lowered = [t.lower() for t in tokens]
     found: list[str] = []
     for i, word in enumerate(lowered):
         if word in {"in", "for", "at"}:
-            found += _places_after(tokens, i + 1)
+            found += _places_after(tokens, i + 1, lowercase)
     return list(dict.fromkeys(found))
 
 
@@ -163,9 +180,11 @@ def needs(question: str) -> list[Need]:
     tokens = _TOKEN.findall(question)
     lowered = {_bare(t).lower() for t in tokens}
     found: list[Need] = []
-    cities = _cities(tokens)
-    if lowered & {"weather", "forecast"} or (lowered & _WEATHER_WORDS and cities):
-        found += [Need("weather", city) for city in cities] or [Need("weather", "")]
+    if lowered & {"weather", "forecast"}:
+        found += [Need("weather", city) for city in _cities(tokens, lowercase=True)] or [Need("weather", "")]
+    elif lowered & _WEATHER_WORDS and (cities := _cities(tokens, lowercase=False)):
+        # "temperature in sampling" is no weather question: a weak word needs a capitalised city.
+        found += [Need("weather", city) for city in cities]
     symbols = _symbols(tokens)
     dollar = any(t.startswith("$") for t in tokens)
     if lowered & _STOCK_WORDS or "share price" in question.lower() or dollar or (lowered & _PRICE_WORDS and symbols):

@@ -133,6 +133,8 @@ async def test_a_weather_question_without_a_city_gets_a_question_back(fast: floa
     ("Any AI chips news, and how is Apple stock doing?", [("stock", "AAPL"), ("news", "AI chips")]),
     ("Give me the news about vector databases", [("news", "vector databases")]),
     ("Is it raining in Lisbon?", [("weather", "Lisbon")]),
+    ("weather in paris and tokyo today", [("weather", "Paris"), ("weather", "Tokyo")]),  # lowercase, capitalised
+    ("What is the weather like in general?", [("weather", "")]),  # no city: the model asks which
     ("What is the price of $TSLA?", [("stock", "TSLA")]),
     ("What does temperature do in sampling?", []),  # no city: the sampling knob, not the weather
     ("How do I cut GPU costs for an AI API?", []),  # capitals that are not tickers
@@ -242,6 +244,8 @@ async def test_an_unknown_model_or_stream_flag_is_refused() -> None:
 
 async def test_a_reply_takes_the_time_to_first_token_plus_a_step_per_token(fast: float) -> None:
     llm = LLM(stream_latency=Streamed(first_token=0.5, per_token=0.05))
+    for question in ("What is backpressure?", THREE):  # warm up: the first reply is decided (CPU), then cached
+        await llm.chat(user(question), tools=TOOL_SCHEMAS)
     with stopwatch() as text_time:
         text = await llm.chat(user("What is backpressure?"), tools=TOOL_SCHEMAS)
     with stopwatch() as calls_time:
