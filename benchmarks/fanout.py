@@ -11,8 +11,10 @@ A run's time is its wall time less the time the thread was ready to run but wait
 (Linux's ``/proc/thread-self/schedstat``; nothing is taken off elsewhere). On a shared 2-core
 machine other processes can double a 100,000-call run's wall time, in either side's run, and
 then they, not asynclab, decide the ratio; everything this process does, the garbage collector
-included, still counts. ``--raw`` times plain wall time; the ``waited`` column shows how much
-was taken off (the most of any run).
+included, still counts. It is exact for a run that always has work to do (N = 100,000); a
+small run spends much of its time in the 0.1 s sleep, which waiting for a CPU can overlap, so
+there the correction can take off up to 0.1 s too much, on either side. ``--raw`` times plain
+wall time; the ``waited`` column shows how much was taken off (the most of any run).
 
 The bare side awaits ``asyncio.sleep(0.1 / speed)`` per call. The asynclab side goes through
 everything a lesson uses: a ``MetadataStore`` call (span, fault plan, latency model, deadline
