@@ -40,6 +40,7 @@ from asynclab.faults import (
     ServiceError,
     ServiceUnavailable,
 )
+from asynclab.fusion import rrf
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
 from asynclab.palette import service_colour
 from asynclab.pipeline import Outcome, Step, run_pipeline
@@ -136,6 +137,7 @@ __all__ = [
     "plot_timeline",
     "plot_timelines",
     "poisson_arrivals",
+    "rrf",
     "run_pipeline",
     "service_colour",
     "set_speed",
