@@ -19,8 +19,9 @@ Introduced in notebook 10.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from asynclab.faults import Faults
 from asynclab.latency import Latency
 from asynclab.services.base import Service
 
-__all__ = ["Outcome", "Step", "run_pipeline"]
+__all__ = ["Outcome", "Step", "run_pipeline", "stage_name"]
 
 Stage = Callable[[Any], Awaitable[Any]]
 
@@ -157,7 +158,7 @@ def _check_items(items: object) -> Iterable[Any] | AsyncIterable[Any]:
     return items
 
 
-async def _each(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+async def _each(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item
@@ -178,10 +179,10 @@ async def run_pipeline(
         outcomes = await run_pipeline(docs, [clean, summarize, embed], workers=[1, 4, 2], maxsize=4)
 
     items: a list, or an async iterable read as the first queue takes them. workers: one count
-    for every stage, or one per stage. maxsize: the bound of each queue (0: unbounded). With
-    throughput set by the slowest stage, ``min(workers_i / seconds_i)``. An ``Exception`` in a
-    stage ends that item (``Outcome.error``, ``Outcome.stage``); anything else (cancellation)
-    stops the whole pipeline, and no worker outlives the call.
+    for every stage, or one per stage. maxsize: the bound of each queue (0: unbounded). The
+    throughput is the slowest stage's, about ``min(workers_i / seconds_i)`` items per second. An
+    ``Exception`` in a stage ends that item (``Outcome.error``, ``Outcome.stage``); anything else
+    (cancellation) stops the whole pipeline, and no worker outlives the call.
     """
     chain = _check_stages(stages)
     counts = _check_workers(workers, len(chain))
@@ -221,9 +222,10 @@ async def run_pipeline(
             group.create_task(crew(i))
         # The producer: a bounded first queue makes it read the input only as fast as the
         # pipeline takes it. (Should the input raise, the group cancels the workers.)
-        async for item in _each(source):
-            await queues[0].put((count, item, item, now()))
-            count += 1
+        async with contextlib.aclosing(_each(source)) as each:  # closed even if we are cancelled
+            async for item in each:
+                await queues[0].put((count, item, item, now()))
+                count += 1
         for _ in range(counts[0]):
             await queues[0].put(_DONE)
     return [outcomes[index] for index in range(count)]
