@@ -319,3 +319,15 @@ async def test_a_call_of_the_function_instead_of_the_function_is_named(fast: flo
     coroutine = resilient(LLM(), PineconeStore(), MetadataStore(), "q", "doc-001")
     with pytest.raises(ExerciseFailed, match=r"pass your function itself, e\.g\. check\(resilient\)"):
         await lesson00.check_partial_failure(coroutine)  # type: ignore[arg-type]
+
+
+async def test_another_wait_after_the_failure_is_caught(fast: float) -> None:
+    async def lingering(llm: LLM, store: PineconeStore, meta: MetadataStore, question: str, doc_id: str) -> Any:
+        try:
+            return await resilient(llm, store, meta, question, doc_id)
+        except ExceptionGroup:
+            await asyncio.sleep(0.8 / fast)  # "let things settle": 0.8 simulated seconds before raising
+            raise
+
+    with pytest.raises(ExerciseFailed, match=r"your request took 1\.\d\d s to fail instead of 0\.60 s"):
+        await lesson00.check_partial_failure(lingering)

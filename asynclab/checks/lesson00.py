@@ -29,7 +29,7 @@ from asynclab.checks import (
     passed,
     require_async,
 )
-from asynclab.clock import sleep, stopwatch
+from asynclab.clock import WALL_SLACK, get_speed, sleep, stopwatch
 from asynclab.faults import Faults, ServiceError
 from asynclab.services import LLM, MetadataStore, PineconeStore
 
@@ -217,9 +217,14 @@ async def _expect_required_search(handle_request: Callable[..., Any]) -> Attempt
              f"it waited for the LLM's answer ({answered[0].duration:.2f} s) and then threw it away "
              "(asyncio.gather waits for every call, return_exceptions or not). Cancel the other calls as soon "
              "as a required one fails: a TaskGroup does it for you.")
-    expect_about(result.elapsed, failed_at,
-                 "when the search failed, your request took {measured:.2f} s to fail instead of {expected:.2f} s "
-                 "(when the search failed): is something else waiting in your function?")
+    # Failing fast is proven above (the LLM call was cancelled, not answered). What is left to catch
+    # is another wait after the failure; a bound halfway to the LLM's answer, plus timer slack, never
+    # fails a right answer on a busy machine (stalls of 10-20 ms of wall time are 0.2-0.4 s here).
+    answer_at = llm.latency.seconds()
+    limit = failed_at + 0.5 * (answer_at - failed_at) + 2 * WALL_SLACK * get_speed()
+    expect(result.elapsed <= limit,
+           f"when the search failed, your request took {result.elapsed:.2f} s to fail instead of {failed_at:.2f} s "
+           "(when the search failed): is something else waiting in your function?")
     return result
 
 
