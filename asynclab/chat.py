@@ -4,7 +4,7 @@
                            tools=TOOL_SCHEMAS)
     reply.tool_calls     # three calls at once: get_weather Paris, get_weather Tokyo, get_stock_price NVDA
     messages += [reply.message, *tool_messages]                 # run them, append the results
-    (await llm.chat(messages, tools=TOOL_SCHEMAS)).content      # "The weather in Paris: sunny, 21.3 °C. …"
+    (await llm.chat(messages, tools=TOOL_SCHEMAS)).content      # "The weather in Paris: snow, 7.2 °C. …"
 
 Messages and tools are OpenAI chat-completions dicts (``{"role": ..., "content": ...}``;
 ``{"type": "function", "function": {"name", "description", "parameters"}}``), so the same
@@ -30,7 +30,8 @@ conversation works with ``llm.chat`` and through the ``openai`` SDK against the 
      Alphabet, Amazon, Tesla, Meta, Intel, IBM, Netflix, Oracle, AMD).
    - **news** when it says news or headline(s): the topic after "news about/on/for/of …" up to
      a comma, "and" or the end, or the words just before "news": "the latest AI chips news".
-   - **search**, only when none of the above and a search tool is offered: the question itself.
+   - **search**, only when none of the above and a search tool is offered, for a question of
+     three words or more with a content word (not "hi there"): the question itself.
 4. A needed call whose kind has an offered tool is made, with the value in the tool's main
    parameter (``city``/``location``, ``symbol``/``ticker``, ``topic``/``query``, …, else its
    first required string; an ``array`` parameter gets all values in one call). Other required
@@ -40,7 +41,7 @@ conversation works with ``llm.chat`` and through the ``openai`` SDK against the 
    message; with False one call per turn, the next once its result is in. Calls already made
    after the question (same name and arguments) are not made again; a failed call is not retried.
 6. When every needed call has a result, it answers in text from the results, one sentence per
-   call: "The weather in Paris: sunny, 21.3 °C. NVDA trades at 131.2 USD (+0.8 % today)." A result
+   call: "The weather in Paris: snow, 7.2 °C. NVDA trades at 212.74 USD (-0.91 % today)." A result
    that is ``{"error": ...}`` or text starting with "Error", "failed" or an exception name
    (``ServiceUnavailable: …``, ``TimeoutError()``) is acknowledged: "I couldn't get the weather
    for Tokyo: the get_weather tool reported an error (…)."
@@ -172,7 +173,7 @@ def _plan(
     """Every call this question needs, with its arguments (before looking at what was already called)."""
     allowed = [t for t in tools if forced is None or t.name == forced]
     found = intents.needs(question)
-    if not found and any(t.kind == "search" for t in allowed) and intents.key_phrase(question) != question.strip():
+    if not found and any(t.kind == "search" for t in allowed) and intents.is_question(question):
         found = [intents.Need("search", question.strip())]
     plan: list[tuple[FunctionTool, dict[str, Any]]] = []
     by_tool: dict[str, list[str]] = {}

@@ -26,6 +26,7 @@ __all__ = [
     "Need",
     "describe_result",
     "error_of",
+    "is_question",
     "key_phrase",
     "main_parameter",
     "needs",
@@ -198,6 +199,12 @@ def key_phrase(question: str, limit: int = 8) -> str:
     """The question's content words (no stopwords), at most ``limit`` of them: a search query."""
     words = [w for w in re.findall(r"[^\W_][\w'’-]*", question) if w.lower() not in text.STOPWORDS]
     return " ".join(words[:limit]) or question.strip()
+
+
+def is_question(question: str) -> bool:
+    """Worth a search: three words or more, one of them a content word ("hi there" is not)."""
+    found = [w.lower() for w in re.findall(r"[^\W_][\w'’-]*", question)]
+    return len(found) >= 3 and any(w not in text.STOPWORDS for w in found)
 
 
 def tool_kind(name: str, description: str = "") -> str | None:
