@@ -102,7 +102,8 @@ def main() -> int:
     print(f"times: {timing}, best of {args.repeat} runs per side (of {args.repeat_100k} at N >= 100,000)")
     print(f"{'N':>8} {'bare s':>9} {'asynclab s':>11} {'ratio':>7} {'µs/call extra':>14} {'peak RSS MiB':>13}"
           f" {'waited s':>9}")
-    ratios = {}
+    ratios: dict[int, float] = {}
+    raw: dict[int, float] = {}  # plain wall time, CPU waits included: shown so nothing is hidden
     with at_speed(args.speed):
         for n in args.sizes:
             repeat = args.repeat_100k if n >= 100_000 else args.repeat
@@ -114,6 +115,7 @@ def main() -> int:
             bare_s, ours_s = (min(wall - (0.0 if args.raw else w) for wall, w in runs)
                               for runs in (bare_runs, ours_runs))
             ratios[n] = ours_s / bare_s
+            raw[n] = min(wall for wall, _ in ours_runs) / min(wall for wall, _ in bare_runs)
             extra = (ours_s - bare_s) / n * 1e6
             print(f"{n:>8} {bare_s:>9.3f} {ours_s:>11.3f} {ratios[n]:>7.2f} {extra:>14.1f} {max_rss_mib():>13.0f}"
                   f" {waited:>9.3f}")
@@ -121,6 +123,8 @@ def main() -> int:
         if n in ratios:
             verdict = "met" if ratios[n] <= TARGET else "MISSED"
             print(f"target ratio_{label} <= {TARGET}: {verdict}")
+    print("wall-clock ratios without the CPU-wait correction: "
+          + ", ".join(f"{n:,}: {value:.3f}" for n, value in raw.items()))
     if 100_000 in ratios:
         print(f"ratio_100k={ratios[100_000]:.3f}")
     if 10_000 in ratios:
