@@ -334,3 +334,107 @@ async def test_answer_by_without_a_deadline_waits_for_the_hung_source(fast: floa
 
     with pytest.raises(ExerciseFailed, match="still running after 30 simulated seconds"):
         await lesson11.check_answer_by(no_deadline)
+
+
+async def test_retry_says_it_gave_up_before_its_attempts_were_spent(fast: float) -> None:
+    async def three_at_most(call: Call, *, attempts: int = 4, base: float = 0.2, cap: float = 2.0,
+                            idempotent: bool = True) -> Any:
+        return await retry(call, attempts=min(attempts, 3), base=base, cap=cap, idempotent=idempotent)
+
+    with pytest.raises(ExerciseFailed, match=r"gave up after 3 attempts .* attempts=5 allows 5"):
+        await lesson11.check_retry(three_at_most)
+
+
+async def test_retry_wants_what_the_call_returned(fast: float) -> None:
+    async def says_done(call: Call, *, attempts: int = 4, base: float = 0.2, cap: float = 2.0,
+                        idempotent: bool = True) -> Any:
+        await retry(call, attempts=attempts, base=base, cap=cap, idempotent=idempotent)
+        return True
+
+    with pytest.raises(ExerciseFailed, match="should return what the call returned on the attempt that worked"):
+        await lesson11.check_retry(says_done)
+
+
+async def test_retry_stops_calling_once_a_call_succeeds(fast: float) -> None:
+    async def checks_twice(call: Call, *, attempts: int = 4, base: float = 0.2, cap: float = 2.0,
+                           idempotent: bool = True) -> Any:
+        answer = await retry(call, attempts=attempts, base=base, cap=cap, idempotent=idempotent)
+        await call()  # "to be sure": one call too many
+        return answer
+
+    with pytest.raises(ExerciseFailed, match="but your retry called again afterwards"):
+        await lesson11.check_retry(checks_twice)
+
+
+async def test_retry_says_it_waited_too_long_after_a_429(fast: float) -> None:
+    wrong = _variant(wait=lambda attempt, bound, cap: random.uniform(0, bound), retry_after=False)
+
+    async def twice_as_long(call: Call, *, attempts: int = 4, base: float = 0.2, cap: float = 2.0,
+                            idempotent: bool = True) -> Any:
+        async def slow_to_come_back() -> Any:
+            try:
+                return await call()
+            except RateLimited as error:
+                await sleep(2 * error.retry_after)  # twice what the server asked, then the retry's own wait
+                raise
+
+        return await wrong(slow_to_come_back, attempts=attempts, base=base, cap=cap, idempotent=idempotent)
+
+    with pytest.raises(ExerciseFailed, match="wait retry_after plus at most the jittered backoff"):
+        await lesson11.check_retry(twice_as_long)
+
+
+async def test_retry_says_a_retry_that_ends_by_itself_on_a_hung_call(fast: float) -> None:
+    async def gives_up_alone(call: Call, *, attempts: int = 4, base: float = 0.2, cap: float = 2.0,
+                             idempotent: bool = True) -> Any:
+        return None  # never waits for the call at all
+
+    with pytest.raises(ExerciseFailed, match="the call hangs until it is cancelled, but your retry ended by itself"):
+        await lesson11._check_cancellation(gives_up_alone)
+
+
+async def test_answer_by_says_it_made_no_call(fast: float) -> None:
+    async def nothing(calls: dict[str, Call], seconds: float) -> dict[str, Any]:
+        return {}
+
+    with pytest.raises(ExerciseFailed, match="made no call"):
+        await lesson11.check_answer_by(nothing)
+
+
+async def test_answer_by_says_it_answered_past_the_deadline(fast: float) -> None:
+    async def late(calls: dict[str, Call], seconds: float) -> dict[str, Any]:
+        return await answer_by(calls, seconds + 0.5)
+
+    with pytest.raises(ExerciseFailed, match=r"answered after 2\.\d\d s, past its deadline of 1.5 s"):
+        await lesson11.check_answer_by(late)
+
+
+async def test_answer_by_says_it_cut_the_sources_too_early(fast: float) -> None:
+    async def early(calls: dict[str, Call], seconds: float) -> dict[str, Any]:
+        return await answer_by(calls, seconds * 2 / 3)
+
+    with pytest.raises(ExerciseFailed, match=r"the slow sources should be cut at the deadline, 1\.5 s"):
+        await lesson11.check_answer_by(early)
+
+
+async def test_answer_by_names_a_source_that_answered_but_is_missing(fast: float) -> None:
+    async def first_only(calls: dict[str, Call], seconds: float) -> dict[str, Any]:
+        answers = await answer_by(calls, seconds)
+        return dict(list(answers.items())[:1])
+
+    with pytest.raises(ExerciseFailed, match="has no answer from 'pgvector', which answered in time"):
+        await lesson11.check_answer_by(first_only)
+
+
+async def test_answer_by_wants_the_answers_not_the_tasks(fast: float) -> None:
+    async def keeps_tasks(calls: dict[str, Call], seconds: float) -> dict[str, Any]:
+        tasks = {name: asyncio.create_task(call()) for name, call in calls.items()}
+        try:
+            async with timeout(seconds):
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
+        except TimeoutError:
+            pass
+        return {name: task for name, task in tasks.items() if not task.cancelled() and task.exception() is None}
+
+    with pytest.raises(ExerciseFailed, match=r"\['redis'\] should be what the call returned"):
+        await lesson11.check_answer_by(keeps_tasks)

@@ -126,6 +126,10 @@ async def _check_flaky(function: Callable[..., Awaitable[Any]]) -> str:
     spans = result.trace.spans
     for prompt, (how, value) in zip(FLAKY_PROMPTS, result.result, strict=True):
         tries = _attempts(spans, f"classifier:{prompt}")
+        succeeded = [span for span in tries if span.outcome == "ok"]
+        if succeeded and tries[-1] is not succeeded[0]:
+            fail(f"a call succeeded (attempt {succeeded[0].attempt}), but your retry called again afterwards: "
+                 "stop retrying as soon as a call succeeds, and return its answer.")
         if how == "raised":
             if len(tries) <= 1:
                 fail(f"your retry raised {describe_error(value)} without retrying: ServiceUnavailable (503) is "
