@@ -60,13 +60,16 @@ async def test_max_wait_runs_from_the_oldest_request_not_the_latest(fast: float)
     handler = Recorder(seconds=0.1)
 
     async def arrive(batcher: MicroBatcher[str, str], i: int) -> str:
-        await sleep(0.15 * i)  # every 0.15 s: a clock restarted by each arrival would never fire
+        await sleep(0.2 * i)  # every 0.2 s: a clock restarted by each arrival would never fire
         return await batcher.submit(f"t{i}")
 
-    async with MicroBatcher(handler, max_batch=100, max_wait=0.4) as batcher:
+    async with MicroBatcher(handler, max_batch=100, max_wait=0.5) as batcher:
         await asyncio.gather(*(arrive(batcher, i) for i in range(8)))
-    assert all(record.oldest_wait <= 0.4 * 1.1 + slack() for record in batcher.batches)
-    assert [len(batch) for batch in handler.batches] == [3, 3, 2]  # 0, 0.15, 0.3 | 0.45, 0.6, 0.75 | ...
+    assert all(record.oldest_wait <= 0.5 * 1.1 + slack() for record in batcher.batches)
+    # 0, 0.2, 0.4 | 0.6, 0.8, 1.0 | 1.2, 1.4 on time; a caller woken late can move to the next batch,
+    # or let one more in, but a clock restarted by each arrival would send all 8 together.
+    sizes = [len(batch) for batch in handler.batches]
+    assert sum(sizes) == 8 and len(sizes) >= 3 and max(sizes) <= 4, sizes
 
 
 async def test_each_caller_gets_its_own_vector_from_embed_batch(fast: float) -> None:

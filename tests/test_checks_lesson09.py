@@ -172,7 +172,7 @@ async def test_embed_all_catches_batches_sent_one_after_another(fast: float) -> 
             vectors.extend(await emb.embed_batch(chunks[i : i + max_batch]))
         return vectors
 
-    with pytest.raises(ExerciseFailed, match=r"your 13 requests ran one after another \(3\.\d\d s\)"):
+    with pytest.raises(ExerciseFailed, match=r"your 13 requests ran one after another \(\d+\.\d\d s\)"):
         await lesson09.check_embed_all(sequential)
 
 
@@ -195,7 +195,7 @@ async def test_embed_all_catches_a_limit_lower_than_allowed(fast: float) -> None
 
 async def test_embed_all_catches_a_blocking_wait(fast: float) -> None:
     async def naps(emb: Embeddings, chunks: list[str], limit: int, max_batch: int) -> list[Vector]:
-        time.sleep(0.15)  # a blocking pause inside async def (3 simulated seconds at speed 20)
+        time.sleep(0.3)  # a blocking pause inside async def (6 simulated seconds at speed 20)
         return await embed_all(emb, chunks, limit, max_batch)
 
     with pytest.raises(ExerciseFailed, match="the event loop was frozen"):
@@ -426,7 +426,7 @@ async def test_micro_batcher_catches_a_full_batch_held_back(fast: float) -> None
                 for i in range(0, len(batch), max_batch):
                     tg.create_task(send(batch[i : i + max_batch]))
 
-    with pytest.raises(ExerciseFailed, match=r"a full batch of 8 waited 0\.\d\d s before it went out"):
+    with pytest.raises(ExerciseFailed, match=r"a full batch of 8 waited (0\.[5-9]|1\.\d)\d s before it went out"):
         await lesson09.check_micro_batcher(always_waits)
 
 
@@ -456,7 +456,7 @@ async def test_micro_batcher_catches_a_clock_restarted_by_each_arrival(fast: flo
                     batch.append(request)
                 tg.create_task(send(batch))
 
-    with pytest.raises(ExerciseFailed, match=r"a request waited 1\.\d\d s before its batch went out.*FIRST \(oldest\)"):
+    with pytest.raises(ExerciseFailed, match=r"a request waited [23]\.\d\d s before its batch went out.*FIRST"):
         await lesson09.check_micro_batcher(debounced)
 
 
@@ -489,7 +489,7 @@ async def test_micro_batcher_catches_a_blocking_sleep(fast: float) -> None:
             waited = False
             while (first := await requests.get()) is not None:
                 if not waited:
-                    time.sleep(0.15)  # "wait for more" with time.sleep: the loop stands still (once is enough)
+                    time.sleep(0.3)  # "wait for more" with time.sleep: the loop stands still (once is enough)
                     waited = True
                 batch = [first]
                 while len(batch) < max_batch and not requests.empty() and requests._queue[0] is not None:  # type: ignore[attr-defined]
