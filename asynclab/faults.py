@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from typing import NamedTuple
 
-from asynclab.clock import now
+from asynclab.clock import TIMER_LEAD, get_speed, now
 from asynclab.latency import check_count, seeded_random
 
 __all__ = [
@@ -281,7 +281,10 @@ class RateLimit:
         return count
 
     def _expire(self, t: float) -> None:
-        horizon = t - self.per
+        # A request leaves the window ``per`` seconds after it was admitted, forgiving the
+        # TIMER_LEAD by which asynclab.sleep aims early: a client that waits exactly its
+        # ``retry_after`` must never be refused again because its timer fired 0.8 ms early.
+        horizon = t - self.per + TIMER_LEAD * get_speed()
         requests, tokens = self._requests, self._tokens
         while requests and requests[0] <= horizon:
             requests.popleft()

@@ -337,3 +337,21 @@ async def test_a_token_count_that_fails_closes_the_call_instead_of_leaving_it_ru
     with trace() as t, pytest.raises(error, match=message):
         await broken.echo("hello")
     assert t.spans[0].outcome == error.__name__ and broken.in_flight == 0
+
+
+def test_a_retry_that_wakes_up_to_one_timer_lead_early_is_admitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asynclab.sleep aims TIMER_LEAD (wall) early; waiting exactly retry_after must always be enough."""
+    from asynclab import faults
+    from asynclab.clock import TIMER_LEAD, at_speed
+
+    clock = [100.0]
+    monkeypatch.setattr(faults, "now", lambda: clock[0])
+    with at_speed(20):
+        limit = RateLimit(1, per=0.5)
+        limit.admit()
+        wait = limit.acquire()
+        assert wait == pytest.approx(0.5)
+        clock[0] += wait - 0.9 * TIMER_LEAD * 20  # the sleep fired 0.9 of a lead early
+        assert limit.acquire() == 0.0
+        clock[0] += 0.5 - 2 * TIMER_LEAD * 20  # but a request well inside the window still waits
+        assert limit.acquire() > 0
