@@ -204,6 +204,35 @@ async def test_index_documents_says_which_text_was_embedded_instead_of_the_summa
         await lesson10.check_index_documents(embeds_the_text)
 
 
+async def test_index_documents_catches_a_pipeline_that_waits_for_each_batch(fast: float) -> None:
+    async def in_batches(
+        source: AsyncIterator[Document], extract: Stage, summarize: Stage, embed: Stage, maxsize: int
+    ) -> dict[str, Any]:
+        vectors: dict[str, Any] = {}
+        batch: list[Document] = []
+        async for doc in source:
+            batch.append(doc)
+            if len(batch) == 3:  # three at a time, every stage waiting for the whole batch
+                values: list[Any] = list(batch)
+                for stage in (extract, summarize, embed):
+                    values = await asyncio.gather(*map(stage, values))
+                vectors.update(zip([d.id for d in batch], values, strict=True))
+                batch = []
+        return vectors
+
+    with pytest.raises(ExerciseFailed, match=r"documents came out at \d\.\d\d/s, below the 5/s of the slowest stage"):
+        await lesson10.check_index_documents(in_batches)
+
+
+def test_steady_rate_forgives_one_stall_but_not_a_pause_every_few_items() -> None:
+    smooth = [0.2 * i for i in range(24)]
+    stalled = smooth[:10] + [t + 3.0 for t in smooth[10:]]  # the loop stood still for 3 s once
+    batched = [1.2 * (i // 3) for i in range(24)]             # three at once, then 1.2 s of nothing
+    assert lesson10.steady_rate(smooth) == pytest.approx(5.0)
+    assert lesson10.steady_rate(stalled) == pytest.approx(5.0)
+    assert lesson10.steady_rate(batched) < 0.85 * 5.0  # 3.5/s: below what the checker accepts
+
+
 # -- summarize_all -----------------------------------------------------------------------------
 
 

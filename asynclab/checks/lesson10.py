@@ -42,6 +42,7 @@ __all__ = [
     "check_index_documents",
     "check_summarize_all",
     "extract_text",
+    "steady_rate",
     "stuck_hint",
 ]
 
@@ -71,6 +72,9 @@ EMPTY = Document(id="doc-empty", title="(a page with no text)", text="", topic="
 QUIET = 2.0
 #: How often the watchdog looks, in simulated seconds.
 POLL = 0.1
+#: A loaded machine can stall the loop for a few hundred milliseconds of wall time: seconds of
+#: simulated time, all in one watchdog look. Stuck takes QUIET seconds *and* this many looks.
+QUIET_LOOKS = round(QUIET / POLL)
 
 
 def extract_text(doc: Document) -> str:
@@ -140,7 +144,7 @@ async def _watched(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     owned = _owner.get()
     main = asyncio.ensure_future(function(*args))  # created in the attempt's context: the learner's task
     seen: tuple[int, int] = (-1, -1)
-    calm_since = now()
+    calm_since, calm_looks = now(), 0
     while True:
         done, _ = await asyncio.wait({main}, timeout=POLL / get_speed())
         if done:
@@ -148,8 +152,8 @@ async def _watched(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         spans = recorded.spans if recorded is not None else []
         state = (len(spans), sum(1 for span in spans if span.end is not None))
         if state != seen or state[0] != state[1]:  # something new, or a call still running
-            seen, calm_since = state, now()
-        elif now() - calm_since >= QUIET:
+            seen, calm_since, calm_looks = state, now(), 0
+        elif (calm_looks := calm_looks + 1) >= QUIET_LOOKS and now() - calm_since >= QUIET:
             hint = stuck_hint(owned.tasks if owned is not None else [main])
             main.cancel()
             await asyncio.gather(main, return_exceptions=True)
@@ -177,6 +181,18 @@ def _backlog(arrivals: Sequence[float], departures: Sequence[float]) -> int:
         waiting += delta
         most = max(most, waiting)
     return most
+
+
+def steady_rate(moments: Sequence[float], stalls: int = 2) -> float:
+    """Items per second from the moments they came out, leaving out the ``stalls`` longest gaps.
+
+    A loaded machine can stall the event loop for a few hundred milliseconds of wall time, which
+    the speed turns into seconds: one long gap. Leaving out the longest gaps forgives up to
+    ``stalls`` of them; a pipeline that pauses regularly (a barrier every few items) has many.
+    """
+    gaps = sorted(b - a for a, b in itertools.pairwise(sorted(moments)))[: max(len(moments) - 1 - stalls, 1)]
+    total = sum(gaps)
+    return len(gaps) / total if total > 0 else math.inf
 
 
 def _documents(spans: Sequence[Span], keys: dict[str, str]) -> dict[str, list[Span]]:
@@ -337,9 +353,9 @@ async def check_index_documents(function: Callable[..., Awaitable[Any]]) -> None
                  f"{INDEX_MAXSIZE} allows (plus the {peaks[before]} a blocked {before} worker can hold): the queue "
                  f"between them is not bounded. Create every queue with asyncio.Queue(maxsize).")
 
-    outs = sorted(ends["embed"].values())
-    measured = (len(outs) - 1) / (outs[-1] - outs[0]) if len(outs) > 1 and outs[-1] > outs[0] else 0.0
-    # 15 %: the rate is read from two moments, each a timer wake-up; a stage one worker short is 20 %+ slower.
+    measured = steady_rate(list(ends["embed"].values()))
+    # 15 %: each gap is a timer wake-up on a busy machine; a stage one worker short is 20 % slower and
+    # caught above; a pipeline that stops every few items (a barrier per batch) is far slower.
     expect(measured >= 0.85 * THROUGHPUT,
            f"documents came out at {measured:.2f}/s, below the {THROUGHPUT:g}/s of the slowest stage: something "
            "makes the stages wait for each other (a stage that waits for the whole batch, a lock, a sleep?).")
@@ -409,19 +425,12 @@ async def check_summarize_all(function: Callable[..., Awaitable[Any]]) -> None:
            f"{sorted(set(summaries) - {d.id for d in good})[:3]} and errors for {sorted(set(errors) - {EMPTY.id})[:3]}")
     calls = result.trace.by_service("summarize")
     peak = _peak((span.queued, span.end if span.end is not None else now()) for span in calls)
-    rounds = math.ceil(len(good) / workers)
-    expected = rounds * SUMMARIZE_ALL_SECONDS
     if peak <= 1:
         fail(f"your summaries ran one at a time ({result.elapsed:.2f} s for {len(good)}): start {workers} workers "
              "that all take from the same queue.")
     expect(peak <= workers,
            f"{peak} summaries ran at once, but summarize_all has {workers} workers: only the workers may call "
            "summarize, each one document at a time.")
-    # 15 % on top of the timer slack: the 4 rounds are timer wake-ups on a possibly busy machine.
-    expect(result.elapsed <= 1.15 * expected + 0.2,
-           f"summarize_all took {result.elapsed:.2f} s, but {workers} workers summarize {len(good)} documents in "
-           f"{rounds} rounds of {SUMMARIZE_ALL_SECONDS:g} s = {expected:.2f} s: is something waiting longer than "
-           "the work?")
     counts = Counter(span.key for span in calls)
     expect(max(counts.values(), default=1) == 1, "a document was summarized twice: put each one into the queue once.")
     passed(f"summarize_all: {len(summaries)} summaries and 1 error ({EMPTY.id}: "
