@@ -43,6 +43,7 @@ __all__ = [
     "expect_max_concurrency",
     "expect_no_leaks",
     "fail",
+    "learner_tasks",
     "passed",
     "require_async",
     "within",
@@ -170,6 +171,16 @@ def _owning_factory(previous: Any) -> Any:
 
     factory.asynclab_owning = True  # type: ignore[attr-defined]
     return factory
+
+
+def learner_tasks() -> list[asyncio.Task[Any]] | None:
+    """The tasks the learner's function has created so far, when called inside an :func:`attempt`.
+
+    For checkers that watch an answer while it runs (e.g. to say where a stalled pipeline
+    waits). None outside an attempt.
+    """
+    owned = _owner.get()
+    return None if owned is None else list(owned.tasks)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from asynclab.checks import Attempt, _owner, attempt, describe_error, expect, fail, passed, require_async
+from asynclab.checks import Attempt, attempt, describe_error, expect, fail, learner_tasks, passed, require_async
 from asynclab.clock import get_speed, now
 from asynclab.pipeline import Step
 from asynclab.services import LLM, Embeddings
@@ -141,7 +141,6 @@ async def _watched(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
     """
     __tracebackhide__ = True
     recorded = current_trace()
-    owned = _owner.get()
     main = asyncio.ensure_future(function(*args))  # created in the attempt's context: the learner's task
     seen: tuple[int, int] = (-1, -1)
     calm_since, calm_looks = now(), 0
@@ -154,7 +153,7 @@ async def _watched(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         if state != seen or state[0] != state[1]:  # something new, or a call still running
             seen, calm_since, calm_looks = state, now(), 0
         elif (calm_looks := calm_looks + 1) >= QUIET_LOOKS and now() - calm_since >= QUIET:
-            hint = stuck_hint(owned.tasks if owned is not None else [main])
+            hint = stuck_hint(learner_tasks() or [main])
             main.cancel()
             await asyncio.gather(main, return_exceptions=True)
             fail(hint)
