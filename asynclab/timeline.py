@@ -30,6 +30,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from asynclab.clock import now
 from asynclab.palette import CANCELLED, FAILED, colour_key, service_colour
@@ -177,7 +178,9 @@ def draw_timeline(ax: Axes, recorded: Trace, title: str | None) -> Legend:
         if not group:
             continue
         if status == "ok" and packed:
-            style = {"linewidth": 0}  # thin lanes: black outlines would paint the bars black
+            # Thin lanes: black outlines would paint the bars black; on a few thick lanes a thin
+            # white edge keeps calls that follow each other apart.
+            style = {"linewidth": 0.6, "edgecolor": "white"} if n_lanes <= 20 else {"linewidth": 0}
         alpha = 0.45 if status in ("cancelled", "running") else 1.0  # faded: the call did not finish
         starts = [s.start - t0 for _, s in group]
         ends = [s.end - t0 if s.end is not None else last_end for _, s in group]
@@ -205,7 +208,11 @@ def draw_timeline(ax: Axes, recorded: Trace, title: str | None) -> Legend:
         ax.set_yticks(range(len(spans)), _row_labels(spans), fontsize="small" if len(spans) > 12 else None)
         ax.set_ylabel("service call")
     else:
-        ax.set_ylabel(f"lane ({len(spans)} calls in {n_lanes} lanes)")
+        ax.set_ylabel(f"lane ({len(spans)} calls in {n_lanes} lane{'s' if n_lanes > 1 else ''})")
+        if n_lanes <= 10:
+            ax.set_yticks(range(n_lanes))
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # whole lanes only
     ax.set_ylim(max(n_lanes, 1) - 0.5, -0.5)  # first call on top, time reads left to right
     ax.set_xlabel(SECONDS)
     ax.set_xlim(0, (last_end if spans else max(last_end, 1.0)) * 1.03)
@@ -215,8 +222,12 @@ def draw_timeline(ax: Axes, recorded: Trace, title: str | None) -> Legend:
 
 
 def panel_rows(recorded: Trace) -> int:
-    """How many rows of height a trace's panel gets: one per call, 20 for a packed picture."""
-    return max(len(recorded.spans), 3) if len(recorded.spans) <= ONE_ROW_EACH else 20
+    """How many rows of height a trace's panel gets: one per call; packed, one per lane (3 to 20)."""
+    if len(recorded.spans) <= ONE_ROW_EACH:
+        return max(len(recorded.spans), 3)
+    spans = sorted(recorded.spans, key=lambda s: (s.queued, s.start))
+    _, n_lanes = _lanes(spans, recorded.start + extent(recorded)[1])
+    return min(max(n_lanes, 3), 20)  # a few calls after one another are not a 20-row block
 
 
 def add_legend(fig: Figure, legend: Legend) -> None:

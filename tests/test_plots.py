@@ -360,3 +360,16 @@ def test_the_lazy_plot_functions_are_public_listed_and_unknown_names_still_fail(
         assert getattr(asynclab, name).__module__ == "asynclab.plots"
     with pytest.raises(AttributeError, match="has no attribute 'plot_timelime'"):
         asynclab.plot_timelime  # type: ignore[attr-defined]  # noqa: B018
+
+
+async def test_many_calls_in_one_lane_make_a_short_panel_with_one_lane_tick(fast: float) -> None:
+    """Packed timelines get one row of height per lane (3 to 20), not a 20-row block for one lane."""
+    from asynclab.timeline import panel_rows
+
+    llm = LLM(latency=0.01)
+    with trace() as t:
+        for i in range(50):
+            await llm.complete(f"q{i}")
+    assert panel_rows(t) == 3
+    fig = plot_timeline(t)
+    assert list(fig.axes[0].get_yticks()) == [0]
