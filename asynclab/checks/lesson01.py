@@ -70,7 +70,8 @@ async def check_summarize_all(summarize_all: Callable[..., Any]) -> None:
     """Grade ``summarize_all(llm, texts) -> list[str]`` with a *blocking* LLM client.
 
     The summaries must come back in order, the calls must overlap (≈ one call, not four) and
-    the event loop must stay free: a heartbeat task runs alongside and must keep ticking.
+    the event loop must stay free: a blocking call on the loop's thread fails the check first
+    (attempt() sees it on the call's span; :class:`WatchedBlockingLLM` counts it too).
     """
     __tracebackhide__ = True
     docs = {doc.id: doc for doc in load_corpus()}
