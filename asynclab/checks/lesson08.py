@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from asynclab.checks import attempt, expect, expect_no_leaks, fail, passed, within
+from asynclab.checks import attempt, expect, expect_no_leaks, fail, passed
 from asynclab.clock import sleep, stopwatch
 from asynclab.latency import Streamed
 from asynclab.services import LLM, PineconeStore, Tools
@@ -211,10 +211,9 @@ async def check_compare_app(make_compare_app: object) -> None:
         if len(set(order[: first_done + 1])) < 2:
             fail(f"the two streams ran one after the other ({whole:.2f} s, about the sum {total:.2f} s): start both "
                  "before reading either, e.g. one task per stream feeding an asyncio.Queue, inside a TaskGroup.")
-        # 25 % + timer slack: the stream crosses real HTTP, whose CPU cost shows at course speed.
-        expect(within(whole, longest, rel=0.25),
-               f"the whole stream took {whole:.2f} s, but two streams at once take about {longest:.2f} s "
-               "(the longer one).")
+        # No "whole ≈ the longer stream" check: each event crosses real HTTP in this process, and on a
+        # busy machine 24 events cost more CPU than the 0.8 s that separates at-once from one-after-the-
+        # other. Interleaving (above) is the evidence that both streams ran at once.
         expect(llm.in_flight == 0, f"after `done`, {llm.in_flight} LLM stream(s) were still open: close every stream")
 
         await _read(server.url, LEAVE_AFTER)
