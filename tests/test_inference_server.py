@@ -106,3 +106,17 @@ async def test_the_engine_task_is_the_servers_not_the_callers(fast: float) -> No
     result = await attempt(first_token_only)
     assert result.leaked == []  # the engine task is not counted as the caller's
     assert isinstance(result.result, str)
+
+
+def test_the_batch_plot_draws_one_column_per_scheduler_with_padding_shown_for_blocks() -> None:
+    from asynclab.inference.plots import plot_batches
+
+    work = mixed_workload(20, rate=3.0, seed=1)
+    fig = plot_batches([simulate(work, StaticBatcher(batch_size=8)), simulate(work, ContinuousBatcher())], until=10)
+    top_static, top_continuous, bottom_static, bottom_continuous = fig.axes
+    assert top_static.get_title().startswith("static") and top_continuous.get_title().startswith("continuous")
+    assert [line.get_label() for line in bottom_static.get_lines()] == ["sequences in the pass", "rows computed"]
+    assert [line.get_label() for line in bottom_continuous.get_lines()] == ["sequences in the pass"]
+    assert bottom_static.get_xlabel() == "time (simulated seconds)"
+    with pytest.raises(TypeError, match="reports must be a ServingReport"):
+        plot_batches([])
