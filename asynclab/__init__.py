@@ -41,6 +41,16 @@ from asynclab.faults import (
     ServiceUnavailable,
 )
 from asynclab.fusion import rrf
+from asynclab.inference import (
+    ContinuousBatcher,
+    DynamicBatcher,
+    GPUModel,
+    InferenceServer,
+    ServingReport,
+    StaticBatcher,
+    mixed_workload,
+    simulate,
+)
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
 from asynclab.palette import service_colour
 from asynclab.pipeline import Outcome, Step, run_pipeline
@@ -95,12 +105,16 @@ __all__ = [
     "BlockingEmbeddings",
     "BlockingLLM",
     "Budget",
+    "ContinuousBatcher",
     "Document",
+    "DynamicBatcher",
     "Embeddings",
     "Exponential",
     "Faults",
     "Fixed",
+    "GPUModel",
     "Hit",
+    "InferenceServer",
     "Jittered",
     "MetadataStore",
     "MicroBatcher",
@@ -115,7 +129,9 @@ __all__ = [
     "Service",
     "ServiceError",
     "ServiceUnavailable",
+    "ServingReport",
     "Span",
+    "StaticBatcher",
     "Step",
     "Stopwatch",
     "Streamed",
@@ -129,6 +145,7 @@ __all__ = [
     "erlang_c",
     "get_speed",
     "load_corpus",
+    "mixed_workload",
     "now",
     "offer_load",
     "plot_event_loop",
@@ -141,6 +158,7 @@ __all__ = [
     "run_pipeline",
     "service_colour",
     "set_speed",
+    "simulate",
     "sleep",
     "stopwatch",
     "timeout",
