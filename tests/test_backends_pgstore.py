@@ -39,7 +39,7 @@ def postgres() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 async def pool(postgres: EmbeddedPostgres) -> AsyncIterator[Any]:
-    pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=4)
+    pool = await asyncpg.create_pool(postgres.dsn, min_size=4, max_size=4)  # all open before any timing
     try:
         yield pool
     finally:
@@ -159,3 +159,20 @@ async def test_lesson05_retrieve_within_solution_gets_the_real_stores_hits_and_r
     assert set(results) == {"redis", "postgres"}
     assert failures == {"pgvector": "ServiceUnavailable", "pinecone": "TimeoutError", "archive": "TimeoutError"}
     assert [h.id for h in results["postgres"]] == [d.id for d, _ in real.nearest(lesson05.WITHIN_QUERY, 3)]
+
+
+async def test_delay_holds_the_connection_on_the_server_for_that_many_simulated_seconds(
+    pool: Any, fast: float
+) -> None:
+    store = PostgresVectorStore(pool, table="kb_slow", delay=0.5)
+    await store.load()
+    with trace() as t:
+        hits = await asyncio.gather(*(store.search(q, k=2) for q in QUESTIONS[:4]))
+    assert [len(h) for h in hits] == [2, 2, 2, 2]
+    # Four searches on four open connections at once: each span is the 0.5 s of pg_sleep plus the
+    # query's real time, ~2 ms of wall time but up to ~50 ms on this busy 2-core machine, which is
+    # ×speed in simulated seconds: at least 0.5 s, and less than 0.5 s + 50 ms of wall time.
+    assert all(0.5 <= span.duration < 0.5 + 0.05 * fast for span in t.spans), [round(s.duration, 3) for s in t.spans]
+    assert t.max_concurrency() == 4
+    with pytest.raises(ValueError, match="delay"):
+        PostgresVectorStore(pool, delay=-1.0)

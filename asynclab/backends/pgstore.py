@@ -26,8 +26,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from asynclab.clock import now
-from asynclab.latency import check_count
+from asynclab.clock import get_speed, now
+from asynclab.latency import check_count, check_seconds
 from asynclab.services.vectorstores import Hit, PgVectorStore, Vector, VectorStore, _digest, _index, _query_vector
 
 __all__ = ["PostgresVectorStore"]
@@ -46,7 +46,9 @@ class PostgresVectorStore(VectorStore):
     pool: an ``asyncpg`` pool (anything with ``acquire()``); its size limits concurrent searches.
     like: the simulated store class whose documents and embedding model this store holds
     (default :class:`PgVectorStore`, the internal wiki). name: in traces (default ``"postgres"``).
-    table: the table's name (default ``kb_`` + name).
+    table: the table's name (default ``kb_`` + name). delay: simulated seconds of extra work on
+    the server per search (``pg_sleep``, holding the connection), to model a slow scan on a big
+    table; 0 by default, the real cost of the query only.
     """
 
     default_name = "postgres"
@@ -59,6 +61,7 @@ class PostgresVectorStore(VectorStore):
         like: type[VectorStore] = PgVectorStore,
         name: str | None = None,
         table: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         if not callable(getattr(pool, "acquire", None)):
             raise TypeError(
@@ -76,8 +79,10 @@ class PostgresVectorStore(VectorStore):
             )
         self.pool = pool
         self.table = table
+        self.delay = check_seconds(delay, "delay")
         self._search_sql = (
-            f"SELECT id, title, text, topic, 1 - (embedding <=> $1::vector) AS score FROM {table} "
+            "WITH pause AS (SELECT pg_sleep($3)) "
+            f"SELECT id, title, text, topic, 1 - (embedding <=> $1::vector) AS score FROM {table}, pause "
             "ORDER BY embedding <=> $1::vector, id LIMIT $2"
         )
 
@@ -106,7 +111,7 @@ class PostgresVectorStore(VectorStore):
                 span.start = now()  # until here the search waited for a connection: the pool's queue
                 self.in_flight += 1
                 try:
-                    rows = await conn.fetch(self._search_sql, _literal(vector), k)
+                    rows = await conn.fetch(self._search_sql, _literal(vector), k, self.delay / get_speed())
                 finally:
                     self.in_flight -= 1
                 self._finish(span)  # before the connection goes back: the next search starts after this one

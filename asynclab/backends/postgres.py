@@ -18,6 +18,7 @@ Introduced in notebook 15.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -73,10 +74,12 @@ class EmbeddedPostgres:
         except BaseException:
             self.stop()
             raise
+        atexit.register(self.stop)  # a kernel that exits (or restarts) before stop() still stops it
         return self
 
     def stop(self) -> None:
         """Stop the server and delete its folder (safe to call twice)."""
+        atexit.unregister(self.stop)
         server, self._server = self._server, None
         if server is not None:
             server.cleanup()

@@ -16,6 +16,7 @@ Introduced in notebook 15.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import shutil
 import subprocess
 import tempfile
@@ -101,10 +102,12 @@ class EmbeddedRedis:
         except BaseException:
             self.stop()
             raise
+        atexit.register(self.stop)  # a kernel that exits (or restarts) before stop() still stops it
         return self
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and delete its folder; safe to call twice."""
+        atexit.unregister(self.stop)
         process, self._process = self._process, None
         if process is not None:
             process.terminate()
