@@ -52,6 +52,7 @@ from asynclab.inference import (
     simulate,
 )
 from asynclab.latency import Batched, Fixed, Jittered, Streamed
+from asynclab.limiter import SimulatedLimiter
 from asynclab.palette import service_colour
 from asynclab.pipeline import Outcome, Step, run_pipeline
 from asynclab.queueing import Exponential, erlang_c, offer_load, poisson_arrivals
@@ -130,6 +131,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailable",
     "ServingReport",
+    "SimulatedLimiter",
     "Span",
     "StaticBatcher",
     "Step",
