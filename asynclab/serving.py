@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import logging
 import math
 import socket
 import threading
 import time
 from types import TracebackType
 
+import anyio
 import uvicorn
 
 from asynclab.client import ASGIApp
@@ -34,6 +36,32 @@ __all__ = ["BackgroundServer", "bind", "check_host", "check_port", "is_loopback"
 
 #: Wall seconds a stopping server lets running requests finish before it cancels them.
 GRACEFUL_SHUTDOWN = 1
+
+
+class _ClientLeftFilter(logging.Filter):
+    """Drop uvicorn's "Exception in ASGI application" when all it holds is a client that left.
+
+    FastAPI's native SSE (0.135-0.165 at least) lets ``anyio.BrokenResourceError`` escape its
+    keep-alive task when the client disconnects mid-stream, and uvicorn logs a full traceback:
+    in a notebook, red text under a cell whose server did the right thing. Any other exception
+    is still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().strip() != "Exception in ASGI application" or not record.exc_info:
+            return True
+        return not _only_client_left(record.exc_info[1])
+
+
+def _only_client_left(exc: BaseException | None) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_client_left(inner) for inner in exc.exceptions)
+    return isinstance(exc, (anyio.BrokenResourceError, anyio.ClosedResourceError))
+
+
+_client_left = _ClientLeftFilter()
+if not any(isinstance(f, _ClientLeftFilter) for f in logging.getLogger("uvicorn.error").filters):
+    logging.getLogger("uvicorn.error").addFilter(_client_left)
 
 
 def is_loopback(host: str) -> bool:
