@@ -91,6 +91,26 @@ async def test_dispatch_says_sequential_calls_take_the_sum(fast: float) -> None:
         await lesson06.check_dispatch(sequential)
 
 
+async def test_dispatch_says_calls_that_overlap_only_partly(fast: float) -> None:
+    async def first_one_then_the_rest(tool_calls: Sequence[ToolCall], registry: Registry) -> list[Message]:
+        first = await dispatch(tool_calls[:1], registry)  # the news alone, then the others together
+        return first + await dispatch(tool_calls[1:], registry)
+
+    with pytest.raises(ExerciseFailed, match=r"dispatch took 1\.\d\d s, but with all 3 calls at once it takes 0\.80 s "
+                                             r"\(at most 2 ran at the same time\)"):
+        await lesson06.check_dispatch(first_one_then_the_rest)
+
+
+async def test_dispatch_says_to_return_when_the_last_call_answered(fast: float) -> None:
+    async def lingers(tool_calls: Sequence[ToolCall], registry: Registry) -> list[Message]:
+        messages = await dispatch(tool_calls, registry)
+        await asyncio.sleep(0.5 / get_speed())  # "to be safe": half a simulated second for nothing
+        return messages
+
+    with pytest.raises(ExerciseFailed, match=r"dispatch returned 0\.\d\d s after the last tool call had answered"):
+        await lesson06.check_dispatch(lingers)
+
+
 async def test_dispatch_says_results_must_come_in_call_order(fast: float) -> None:
     async def finish_order(tool_calls: Sequence[ToolCall], registry: Registry) -> list[Message]:
         answered: list[Message] = []
@@ -387,9 +407,37 @@ async def test_run_tools_within_says_an_on_time_answer_was_reported_as_timed_out
         except TimeoutError:
             return [message(call, "Error: timed out") for call in tool_calls]
 
-    with pytest.raises(ExerciseFailed, match=r"call 'call_1' \(get_news .*answered in time, but your message for it "
-                                             r"says 'Error: timed out'.*put it around each call"):
+    with pytest.raises(ExerciseFailed, match=r"call 'call_1' \(get_news .*answers before the deadline, but your "
+                                             r"message for it says 'Error: timed out'. Either a timeout around all"):
         await lesson06.check_run_tools_within(one_timeout_caught)
+
+
+async def test_run_tools_within_says_a_timeout_shorter_than_the_deadline_loses_answers(fast: float) -> None:
+    async def half_the_time(tool_calls: Sequence[ToolCall], registry: Registry, deadline: float) -> list[Message]:
+        return await run_tools_within(tool_calls, registry, deadline / 2)
+
+    with pytest.raises(ExerciseFailed, match=r"or your timeout was shorter than the deadline"):
+        await lesson06.check_run_tools_within(half_the_time)
+
+
+async def test_run_tools_within_says_a_timeout_longer_than_the_deadline_runs_over(fast: float) -> None:
+    async def too_generous(tool_calls: Sequence[ToolCall], registry: Registry, deadline: float) -> list[Message]:
+        return await run_tools_within(tool_calls, registry, deadline * 1.6)
+
+    with pytest.raises(ExerciseFailed, match=r"the late calls were cancelled 1\.\d\d s after the start, but the "
+                                             r"deadline is 1 s"):
+        await lesson06.check_run_tools_within(too_generous)
+
+
+async def test_run_tools_within_says_to_return_once_the_late_calls_are_cancelled(fast: float) -> None:
+    async def lingers(tool_calls: Sequence[ToolCall], registry: Registry, deadline: float) -> list[Message]:
+        messages = await run_tools_within(tool_calls, registry, deadline)
+        await asyncio.sleep(0.5 / get_speed())
+        return messages
+
+    with pytest.raises(ExerciseFailed, match=r"run_tools_within returned at 1\.\d\d s, 0\.\d\d s after the deadline "
+                                             r"had cancelled the late calls"):
+        await lesson06.check_run_tools_within(lingers)
 
 
 async def test_run_tools_within_says_every_call_needs_a_message(fast: float) -> None:
@@ -445,7 +493,7 @@ async def test_run_tools_within_says_not_to_wait_for_the_deadline_when_all_answe
         await asyncio.sleep(deadline / get_speed())  # "the deadline": but everything was done long before
         return [(await task)[0] for task in tasks]
 
-    with pytest.raises(ExerciseFailed, match=r"all had answered after 0\.80 s, but run_tools_within returned only at "
+    with pytest.raises(ExerciseFailed, match=r"all had answered after 0\.\d\d s, but run_tools_within returned only at "
                                              r"the deadline \(2\.\d\d s of 2 s\)"):
         await lesson06.check_run_tools_within(waits_out_the_deadline)
 

@@ -275,9 +275,10 @@ def _check_contents(messages: list[Mapping[str, Any]], cases: list[_Case], name:
         if case.fate == "ok":
             if error is not None:
                 if any(word in content.lower() for word in ("time", "deadline", "cancel")):
-                    fail(f"{case.what} answered in time, but your message for it says {content!r:.100}. "
-                         "A timeout around all the calls at once cancels every call still running at the "
-                         "deadline and leaves you nothing: put it around each call, inside its own task.")
+                    fail(f"{case.what} answers before the deadline, but your message for it says "
+                         f"{content!r:.100}. Either a timeout around all the calls at once cancelled it with the "
+                         "rest (put the timeout around each call, inside its own task), or your timeout was "
+                         "shorter than the deadline.")
                 fail(f"{case.what} worked, but your message for it reports an error: {content!r:.120}")
             try:
                 value = json.loads(content)
@@ -321,7 +322,20 @@ def _answer(messages: list[Mapping[str, Any]], cases: list[_Case], name: str) ->
     return prepared.reply.content or ""
 
 
+def _last_end(result: Attempt) -> float:
+    """When the last service call ended, in seconds since the attempt began (0 without calls)."""
+    ends = [span.end for span in result.trace.spans if span.end is not None]
+    return max(ends, default=result.trace.start) - result.trace.start
+
+
 def _expect_overlap(result: Attempt, calls: int, expected: float, name: str) -> None:
+    """All ``calls`` tool calls were in flight at once, and the function returned when the last one ended.
+
+    Read from the trace, not from a nominal time: on a busy machine every call may end a little
+    late, and a correct answer must still pass. What is checked is the overlap itself (all calls
+    in flight at one moment) and the return right after the last call (about()'s slack), which a
+    loaded machine does not change.
+    """
     __tracebackhide__ = True
     spans = result.trace.spans
     if len(spans) >= 2 and result.trace.max_concurrency() <= 1:
@@ -330,10 +344,14 @@ def _expect_overlap(result: Attempt, calls: int, expected: float, name: str) -> 
              f"(asyncio.gather, or a TaskGroup), and the turn takes the slowest ({expected:.2f} s).")
     expect(len(spans) >= calls,
            f"{name} made {len(spans)} tool calls, but {calls} of the calls were valid: run each of them once.")
-    expect(within(result.elapsed, expected),
+    expect(result.trace.max_concurrency() >= calls,
            f"{name} took {result.elapsed:.2f} s, but with all {calls} calls at once it takes {expected:.2f} s "
            f"(at most {result.trace.max_concurrency()} ran at the same time): start every call before "
            "awaiting any.")
+    last = _last_end(result)
+    expect(within(result.elapsed, last),
+           f"{name} returned {result.elapsed - last:.2f} s after the last tool call had answered: return as "
+           "soon as every call is done.")
 
 
 # -- the checkers -------------------------------------------------------------------------------
@@ -379,13 +397,20 @@ async def check_run_tools_within(function: Callable[..., Awaitable[Any]]) -> Non
         fail(f"your {len(spans)} tool calls ran one after another ({result.elapsed:.2f} s): start them all at "
              f"once, then wait for them together, up to the deadline ({DEADLINE:g} s).")
     _check_contents(messages, cases, name)
-    expect(within(result.elapsed, DEADLINE),
-           f"{name} took {result.elapsed:.2f} s with a deadline of {DEADLINE:g} s: start every call at once, "
-           "and at the deadline stop waiting and cancel what has not answered.")
     late = [span for span in spans if span.operation in ("weather", "news") and span.outcome != "ok"]
     expect(len(late) == 2 and all(span.outcome == "cancelled" for span in late),
            "the two late calls (the slow forecast and the hanging headlines) should end cancelled at the "
            f"deadline; they ended {[span.outcome for span in late]}.")
+    # The late calls were cancelled at the deadline, and the function returned right then. 25 % on top of
+    # the timer slack: a cancellation on a busy machine may come a few ms late; too early would have lost
+    # the news (0.8 s), and a deadline counted twice or in wall seconds is far outside.
+    cancelled_at = max(span.end for span in late if span.end is not None) - result.trace.start
+    expect(within(cancelled_at, DEADLINE, rel=0.25),
+           f"the late calls were cancelled {cancelled_at:.2f} s after the start, but the deadline is "
+           f"{DEADLINE:g} s: start every call at once, and at the deadline cancel what has not answered.")
+    expect(within(result.elapsed, cancelled_at),
+           f"{name} returned at {result.elapsed:.2f} s, {result.elapsed - cancelled_at:.2f} s after the deadline "
+           "had cancelled the late calls: return once every call is answered or cancelled.")
     answer = _answer(messages, cases, name)
 
     healthy = await _healthy_cases()
@@ -397,13 +422,17 @@ async def check_run_tools_within(function: Callable[..., Awaitable[Any]]) -> Non
         fail(f"with every tool healthy, {_raised_hint(outcome.error, healthy, name)}")
     _expect_no_stragglers(outcome, again, name)
     _check_contents(_messages(outcome.value, healthy, name), healthy, name)
-    slowest = TOOL_LATENCY["news"]
-    if within(again.elapsed, HEALTHY_DEADLINE) and not within(again.elapsed, slowest):
-        fail(f"with every tool healthy, all had answered after {slowest:.2f} s, but {name} returned only at the "
+    last = _last_end(again)  # about 0.8 s, the news (measured: a busy machine may make it a little later)
+    if within(again.elapsed, HEALTHY_DEADLINE) and not within(again.elapsed, last):
+        fail(f"with every tool healthy, all had answered after {last:.2f} s, but {name} returned only at the "
              f"deadline ({again.elapsed:.2f} s of {HEALTHY_DEADLINE:g} s). The deadline is a limit, not a wait: "
              "return as soon as every call is done.")
-    expect(within(again.elapsed, slowest),
-           f"with every tool healthy, {name} took {again.elapsed:.2f} s; the slowest call takes {slowest:.2f} s.")
+    expect(again.trace.max_concurrency() >= len(healthy),
+           f"with every tool healthy, your {len(healthy)} calls did not all run at once (at most "
+           f"{again.trace.max_concurrency()} at the same time): start every call before awaiting any.")
+    expect(within(again.elapsed, last),
+           f"with every tool healthy, {name} returned {again.elapsed - last:.2f} s after the last call had "
+           "answered: return as soon as every call is done.")
     passed(f"{name}: by the {DEADLINE:g} s deadline ({result.elapsed:.2f} s), 2 results, an error for the "
            f"failed tool and a timeout for the 2 late ones, which were cancelled; with every tool healthy it "
            f"returned after {again.elapsed:.2f} s, not at the deadline.\n   The model's answer: {answer}")
