@@ -7,9 +7,9 @@ Each scheduler serves the same requests (mixed prompt and answer lengths, ``mixe
 on the same simulated GPU (a pass costs a + b·n, 32 sequences, 8192 KV-cache tokens). The table
 comes from ``simulate``: the engine in virtual time, deterministic. Then the engine is run for
 real on the event loop (``InferenceServer.replay``, at ``--speed``) for a smaller workload, and
-its measured throughput is compared with the simulation's (≈ 1: the same engine). Static
-batching is the touchiest: a request stamped a few ms late on a busy loop misses a batch and
-waits for the whole next one, so its ratio strays furthest (±10 % at speed 40).
+its measured throughput is compared with the simulation's: ≈ 1, the same engine, with each
+request stamped at its scheduled arrival (a client woken late by a busy loop would otherwise
+miss a batch and wait for the whole next one, which matters most for static batching).
 
 The last line is ``continuous_vs_static_throughput=<continuous tokens/s / static tokens/s>`` at
 the highest rate, where the GPU is saturated and the scheduler alone decides the throughput.

@@ -87,8 +87,12 @@ class Engine:
 
     def plan(self, t: float) -> StepRecord | float | None:
         """Ask the scheduler at time ``t``: a pass starting now, a time to ask again, or None."""
-        ready = [seq for seq in self.waiting if seq.arrival <= t]
-        decision = self.scheduler.schedule(t, tuple(ready), tuple(self.running), self.gpu)
+        waiting = self.waiting
+        if not waiting or waiting[-1].request.arrival <= t:  # the usual case: all have arrived (a C copy)
+            ready = tuple(waiting)
+        else:
+            ready = tuple(seq for seq in waiting if seq.request.arrival <= t)
+        decision = self.scheduler.schedule(t, ready, tuple(self.running), self.gpu)
         if decision is None:
             return None
         if not isinstance(decision, Step):

