@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from asynclab import LLM
+from asynclab import LLM, ServiceError, timeout
 from asynclab.checks import ExerciseFailed, lesson03
 
 MODELS = {"summary": "summarizer", "sentiment": "sentiment", "topic": "classifier"}
@@ -152,3 +152,175 @@ async def test_analyze_many_out_of_order_is_told_about_text_order(fast: float) -
 def test_analyze_many_gets_one_text_per_topic() -> None:
     texts = lesson03.texts_for_analyze_many()
     assert len(texts) == len(set(texts)) == 8
+
+
+# -- classify_all(llm, texts, limit, seconds) ----------------------------------------------------
+
+
+async def classify_all(llm: LLM, texts: Sequence[str], limit: int, seconds: float) -> list[str | None]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(text: str) -> str | None:
+        async with semaphore:  # the deadline starts once the call holds a permit
+            try:
+                async with timeout(seconds):
+                    return await llm.complete(text, model="classifier")
+            except (ServiceError, TimeoutError):
+                return None
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(text)) for text in texts]
+    return [task.result() for task in tasks]
+
+
+async def classify_all_with_the_deadline_around_the_permit(
+    llm: LLM, texts: Sequence[str], limit: int, seconds: float
+) -> list[str | None]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(text: str) -> str | None:
+        try:
+            async with timeout(seconds), semaphore:  # the wait for a permit eats the deadline
+                return await llm.complete(text, model="classifier")
+        except (ServiceError, TimeoutError):
+            return None
+
+    return list(await asyncio.gather(*(one(text) for text in texts)))
+
+
+async def classify_all_without_a_limit(llm: LLM, texts: Sequence[str], limit: int, seconds: float) -> list[str | None]:
+    return await classify_all(llm, texts, len(texts), seconds)
+
+
+async def classify_all_one_by_one(llm: LLM, texts: Sequence[str], limit: int, seconds: float) -> list[str | None]:
+    return [(await classify_all(llm, [text], 1, seconds))[0] for text in texts]
+
+
+async def classify_all_without_catching(llm: LLM, texts: Sequence[str], limit: int, seconds: float) -> list[str]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(text: str) -> str:
+        async with semaphore, timeout(seconds):
+            return await llm.complete(text, model="classifier")
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(text)) for text in texts]
+    return [task.result() for task in tasks]
+
+
+async def classify_all_catching_only_service_errors(
+    llm: LLM, texts: Sequence[str], limit: int, seconds: float
+) -> list[str | None]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(text: str) -> str | None:
+        async with semaphore, timeout(seconds):
+            try:
+                return await llm.complete(text, model="classifier")
+            except ServiceError:
+                return None
+
+    return list(await asyncio.gather(*(one(text) for text in texts)))
+
+
+async def classify_all_without_a_deadline(
+    llm: LLM, texts: Sequence[str], limit: int, seconds: float
+) -> list[str | None]:
+    return await classify_all(llm, texts, limit, 1000.0)
+
+
+async def classify_all_with_a_longer_deadline(
+    llm: LLM, texts: Sequence[str], limit: int, seconds: float
+) -> list[str | None]:
+    return await classify_all(llm, texts, limit, 2 * seconds)
+
+
+async def classify_all_returning_the_errors(
+    llm: LLM, texts: Sequence[str], limit: int, seconds: float
+) -> list[object]:
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(text: str) -> str:
+        async with semaphore, timeout(seconds):
+            return await llm.complete(text, model="classifier")
+
+    return list(await asyncio.gather(*(one(text) for text in texts), return_exceptions=True))
+
+
+async def classify_all_retrying(llm: LLM, texts: Sequence[str], limit: int, seconds: float) -> list[str | None]:
+    first = await classify_all(llm, texts, limit, seconds)
+    again = await classify_all(llm, [t for t, got in zip(texts, first, strict=True) if got is None], limit, seconds)
+    retried = iter(again)
+    return [got if got is not None else next(retried) for got in first]
+
+
+async def classify_all_leaving_a_call_behind(
+    llm: LLM, texts: Sequence[str], limit: int, seconds: float
+) -> list[str | None]:
+    results = await classify_all(llm, texts, limit, seconds)
+    asyncio.create_task(llm.complete("one more", model="classifier"))  # noqa: RUF006 - the leak under test
+    return results
+
+
+async def test_classify_all_with_the_deadline_inside_the_permit_passes(
+    fast: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await lesson03.check_classify_all(classify_all)
+    assert "✅ classify_all: 8 topics and 4 None" in capsys.readouterr().out
+
+
+async def test_classify_all_with_the_deadline_around_the_permit_is_told_to_move_it_inside(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"cancelled after only 0\.\d\d s in service.*put the timeout inside"):
+        await lesson03.check_classify_all(classify_all_with_the_deadline_around_the_permit)
+
+
+async def test_classify_all_without_a_limit_is_told_nothing_held_the_calls_back(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match="all 12 calls were in flight at once, but the limit is 4"):
+        await lesson03.check_classify_all(classify_all_without_a_limit)
+
+
+async def test_classify_all_one_by_one_is_too_sequential(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"answers are right but took \d\.\d\d s.*takes 1\.80 s"):
+        await lesson03.check_classify_all(classify_all_one_by_one)
+
+
+async def test_classify_all_without_catching_is_told_one_failure_ended_everything(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"one failed call ended your whole function.*ServiceUnavailable"):
+        await lesson03.check_classify_all(classify_all_without_catching)
+
+
+async def test_classify_all_catching_only_service_errors_is_told_about_timeout_error(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match="raised TimeoutError and it ended your whole function"):
+        await lesson03.check_classify_all(classify_all_catching_only_service_errors)
+
+
+async def test_classify_all_without_a_deadline_is_told_a_call_hung(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match="never returned: a call hung"):
+        await lesson03.check_classify_all(classify_all_without_a_deadline)
+
+
+async def test_classify_all_with_a_longer_deadline_is_told_to_use_seconds(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"held its permit for 1\.\d\d s, but each call gets only 0\.8 s"):
+        await lesson03.check_classify_all(classify_all_with_a_longer_deadline)
+
+
+async def test_classify_all_returning_the_errors_is_told_to_turn_them_into_none(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"results\[0\] is the error TimeoutError\(\), not None"):
+        await lesson03.check_classify_all(classify_all_returning_the_errors)
+
+
+async def test_classify_all_retrying_failures_is_told_to_report_them(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"results\[0\] is 'llm', but its call hung.*it should be None"):
+        await lesson03.check_classify_all(classify_all_retrying)
+
+
+async def test_classify_all_leaving_a_call_running_fails(fast: float) -> None:
+    with pytest.raises(ExerciseFailed, match=r"returned while 1 task\(s\) it started were still running"):
+        await lesson03.check_classify_all(classify_all_leaving_a_call_behind)
+
+
+def test_classify_all_fates_are_two_failures_and_two_hangs_one_in_the_first_wave() -> None:
+    llm, texts, limit, _ = lesson03.classify_all_setup()
+    fates = [llm.faults.decide("llm", "complete", f"classifier:{text}", 1) for text in texts]
+    assert fates.count("error") == 2 and fates.count("hang") == 2
+    assert "hang" in fates[:limit]  # what makes a deadline around the permit wait show

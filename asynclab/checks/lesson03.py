@@ -3,22 +3,44 @@
     from asynclab.checks import lesson03
     await lesson03.check_analyze(analyze)              # three models on one text, at once
     await lesson03.check_analyze_many(analyze_many)    # many texts, at most `limit` calls in flight
+    await lesson03.check_classify_all(classify_all)    # a limit, a deadline per call, partial failure
 
 Introduced in notebook 03.
 """
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
-from asynclab.checks import Attempt, attempt, expect, expect_concurrent, expect_no_leaks, fail, passed, within
+from asynclab.checks import (
+    Attempt,
+    ExerciseFailed,
+    attempt,
+    expect,
+    expect_concurrent,
+    expect_no_leaks,
+    fail,
+    passed,
+    within,
+)
+from asynclab.faults import Faults
 from asynclab.services import LLM
 from asynclab.text import TOPICS, load_corpus
 
-__all__ = ["FIELDS", "REVIEWS", "check_analyze", "check_analyze_many", "texts_for_analyze_many"]
+__all__ = [
+    "FIELDS",
+    "REVIEWS",
+    "check_analyze",
+    "check_analyze_many",
+    "check_classify_all",
+    "classify_all_setup",
+    "texts_for_analyze_many",
+    "texts_for_classify_all",
+]
 
 #: What each field of the analysis comes from: field -> model.
 FIELDS = {"summary": "summarizer", "sentiment": "sentiment", "topic": "classifier"}
@@ -156,3 +178,132 @@ async def check_analyze_many(analyze_many: Callable[..., Any]) -> None:
     passed(f"analyze_many analyzes {len(texts)} texts in order, never more than {MANY_LIMIT} calls at once, "
            f"in {result.elapsed:.2f} s = ceil({calls}/{MANY_LIMIT}) × {MANY_LATENCY:g} s.")
 
+
+
+# -- classify_all(llm, texts, limit, seconds): a limit, a deadline per call, partial failure ------
+
+#: check_classify_all: 12 texts, at most 4 calls in flight, each call 0.5 s, each given 0.8 s.
+CLASSIFY_LATENCY = 0.5
+CLASSIFY_LIMIT = 4
+CLASSIFY_SECONDS = 0.8
+#: With this seed the 12 calls' fates are: text 0 hangs, 3 fails, 5 hangs, 10 fails; the rest answer.
+#: A hang in the first wave is what makes a deadline that counts the wait for a permit visible.
+CLASSIFY_FAULTS = {"error_rate": 0.2, "hang_rate": 0.15, "seed": 177}
+
+
+def texts_for_classify_all() -> list[str]:
+    """Twelve documents of the knowledge base, every tenth."""
+    return [doc.text for doc in load_corpus()[::10][:12]]
+
+
+def classify_all_setup() -> tuple[LLM, list[str], int, float]:
+    """The checker's arguments: ``(llm, texts, limit, seconds)``, to try an answer by hand."""
+    llm = LLM(latency=CLASSIFY_LATENCY, faults=Faults(**CLASSIFY_FAULTS))  # type: ignore[arg-type]
+    return llm, texts_for_classify_all(), CLASSIFY_LIMIT, CLASSIFY_SECONDS
+
+
+def _fates(llm: LLM, texts: list[str]) -> list[str]:
+    return [llm.faults.decide(llm.name, "complete", f"classifier:{text}", 1) for text in texts]
+
+
+def _ideal_time(fates: list[str], limit: int, latency: float, seconds: float) -> float:
+    """The semaphore's schedule: each call, in text order, takes the first free permit."""
+    free = [0.0] * limit
+    end = 0.0
+    for fate in fates:
+        start = heapq.heappop(free)
+        finish = start + (seconds if fate == "hang" else latency)
+        heapq.heappush(free, finish)
+        end = max(end, finish)
+    return end
+
+
+def _fail_attempt(hint: str, seconds: float) -> NoReturn:
+    """The attempt failed: say it in this exercise's words where we can."""
+    __tracebackhide__ = True
+    if hint.startswith("your function was still running"):
+        fail(f"your function never returned: a call hung (it never answers) and nothing stopped it. Give each "
+             f"call its own deadline: `async with asynclab.timeout(seconds):` around `await llm.complete(...)`, "
+             f"inside the permit, and return None when it expires ({seconds:g} s here).")
+    if hint.startswith("your function raised") and "TimeoutError" in hint:
+        fail("a call that ran out of time raised TimeoutError and it ended your whole function. Catch it around "
+             "each call (`except TimeoutError: return None`) so one slow call costs one answer, not all of them.")
+    if hint.startswith("your function raised") and "ServiceUnavailable" in hint:
+        fail("one failed call ended your whole function (" + hint.removeprefix("your function raised ") + "). A "
+             "TaskGroup cancels the other calls when one fails, and gather passes the first error on: catch the "
+             "error inside each call (`except ServiceError: return None`) so a failure costs one answer.")
+    raise ExerciseFailed(hint)
+
+
+async def check_classify_all(classify_all: Callable[..., Any]) -> None:
+    """Grade ``classify_all(llm, texts, limit, seconds) -> list[str | None]``.
+
+    12 texts, limit 4, 0.5 s per call, ``seconds`` = 0.8: two calls fail (ServiceUnavailable) and
+    two hang. The result is the classifier's topic per text, None where the call failed or ran out
+    of its ``seconds`` *in service* (the wait for a permit does not count); never more than 4 calls
+    in flight, and the limit used fully (the semaphore's schedule, ≈ 1.8 s).
+    """
+    __tracebackhide__ = True
+    llm, texts, limit, seconds = classify_all_setup()
+    fates = _fates(llm, texts)
+    ideal = _ideal_time(fates, limit, CLASSIFY_LATENCY, seconds)
+    failure = None
+    try:  # a sequential answer takes 6.6 s: the timeout (6 × 1.8 s) leaves it room to be told so
+        result = await attempt(classify_all, llm, texts, limit, seconds, timeout=6 * ideal)
+    except ExerciseFailed as error:
+        failure = error.hint
+    if failure is not None:
+        _fail_attempt(failure, seconds)  # outside the except block: no "During handling…" chain
+    expect_no_leaks(result)
+    _expect_within_limit(result, limit, len(texts))
+    answers = result.result
+    if inspect.iscoroutine(answers):
+        answers.close()
+        fail("you returned a coroutine object, not the results: did you forget an `await`?")
+    expect(isinstance(answers, (list, tuple)) and len(answers) == len(texts),
+           f"return a list with one topic (or None) per text, {len(texts)} in all; you returned {answers!r:.100}")
+    reference = LLM(latency=0)
+    spans = {span.key.partition(":")[2]: span for span in result.trace.spans if span.key.startswith("classifier:")}
+    for index, (got, fate, text) in enumerate(zip(answers, fates, texts, strict=True)):
+        if isinstance(got, BaseException):
+            fail(f"results[{index}] is the error {type(got).__name__}({got}), not None: gather(return_exceptions=True) "
+                 "hands errors back as values. Turn each failure into None.")
+        if fate != "ok":
+            why = ("failed (ServiceUnavailable)" if fate == "error"
+                   else f"hung, and should have been stopped after {seconds:g} s")
+            expect(got is None, f"results[{index}] is {got!r:.40}, but its call {why}: it should be None. "
+                                "(Retrying is lesson 11's subject: here, report the failure as None.)")
+            continue
+        want = await reference.complete(text, model="classifier")
+        if got is None:
+            span = spans.get(text)
+            if span is None:
+                raise ExerciseFailed(
+                    f"results[{index}] is None, but its call would have answered: it was never sent. Its deadline "
+                    "ran out while it waited for a permit: put `asynclab.timeout(seconds)` INSIDE "
+                    "`async with semaphore:`, so only the time in service counts.")
+            if span.outcome == "cancelled":
+                fail(f"results[{index}] is None: its call was cancelled after only {span.duration:.2f} s in service, "
+                     f"but it had {seconds:g} s (an answer takes {CLASSIFY_LATENCY:g} s). If your timeout encloses "
+                     "`async with semaphore:`, the wait for a permit eats the deadline: put the timeout inside.")
+            fail(f"results[{index}] is None, but its call answered {want!r}: return the answer of each call that "
+                 "succeeded.")
+        expect(got == want, f"results[{index}] is {got!r:.40}, but llm.complete(texts[{index}], model='classifier') "
+                            f"answers {want!r}: return the classifier's topic, in text order.")
+    hung = [span for span in result.trace.spans if span.outcome == "cancelled"]
+    # 1.5 ×: a late timer on a busy machine adds tens of ms at most; a deadline of its own is off by far more.
+    overlong = [span for span in hung if span.duration > 1.5 * seconds]
+    if overlong:
+        fail(f"a hanging call held its permit for {overlong[0].duration:.2f} s, but each call gets only "
+             f"{seconds:g} s: use the `seconds` argument as the timeout.")
+    # 30 %: a stalled machine must never fail a right answer, and the nearest wrong schedule (half the
+    # permits used) takes 1.8 × as long, one text after another 3.7 ×.
+    if not within(result.elapsed, ideal, rel=0.3):
+        fail(f"the answers are right but took {result.elapsed:.2f} s; with {limit} calls in flight at all times it "
+             f"takes {ideal:.2f} s (the semaphore's schedule, at most {result.trace.max_concurrency()} calls ran at "
+             "once). Start every call at once (a TaskGroup or gather over all texts) and let the semaphore hold "
+             "back the extra ones.")
+    failed = sum(fate != "ok" for fate in fates)
+    passed(f"classify_all: {len(texts) - failed} topics and {failed} None (2 failures, 2 calls stopped after "
+           f"{seconds:g} s in service), never more than {limit} calls at once, in {result.elapsed:.2f} s "
+           f"(the schedule: {ideal:.2f} s).")
