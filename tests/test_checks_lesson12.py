@@ -44,8 +44,9 @@ def pacer(limit: RateLimit, largest: int, *, requests: bool = True, tokens: bool
           headroom: float = 0.98, burst: int = 2) -> Pace:
     """Wait for a request token and the call's tokens (either may be left out), under one lock."""
     assert limit.calls is not None and limit.tokens is not None
+    room = largest + limit.tokens // 50  # the largest call, and 2 % of the window for late wake-ups
     by_requests = TokenBucket(headroom * (limit.calls - burst) / limit.per, burst)
-    by_tokens = TokenBucket(headroom * (limit.tokens - largest) / limit.per, largest)
+    by_tokens = TokenBucket(headroom * (limit.tokens - room) / limit.per, room)
     lock = asyncio.Lock()
 
     async def wait(count: int) -> None:

@@ -66,19 +66,19 @@ BATCH_SIZE = 48
 #: Where the batch holds a ticket too large for any window (a whole log pasted in): more tokens
 #: than the budget allows in 3 s. Sent, it is refused with 413 (RequestTooLarge) however long one waits.
 OVERSIZED = 30
-#: How much slower than the even pace at the full limits a batch may be. A hand-made bucket with a
-#: few % of headroom (B + r·W ≤ N) is 5-8 % slower; aiolimiter (SimulatedLimiter) another ~8 % at
-#: speed 20, as it wakes each waiter a little late (~0.5 ms of wall time, 0.01 simulated seconds, on a
-#: gap of 0.125-0.15 s). A pacer at half the rate is 100 % slower, one that sleeps the latency on top
-#: of each gap 40 % and more.
-SLOWER = 0.2
+#: How much slower than the even pace at the full limits a batch may be. Buckets with the headroom
+#: B + r·W ≤ N run 8-10 % under the limits with a window this small (a bucket of 2 is 8 % of 24
+#: requests); late wake-ups on a busy machine cost a few % more, aiolimiter (SimulatedLimiter) another
+#: ~8 % at speed 20 (it wakes each waiter ~0.5 ms of wall time late). A pacer at half the rate is
+#: 100 % slower, one that waits a call's latency between calls 40 % and more.
+SLOWER = 0.25
 
 
 def batch_tickets() -> list[str]:
-    """The 49 tickets of check_classify_all: the 24 shortest of a slice of the corpus, then the 24 longest,
+    """The 49 tickets of check_classify_all: the 24 shortest documents of the corpus, then the 24 longest,
     and at :data:`OVERSIZED` one that no window can hold."""
     docs = load_corpus()
-    texts = [f"{doc.title}. {doc.text}" for doc in docs[:120]]
+    texts = [f"{doc.title}. {doc.text}" for doc in docs]
     texts.sort(key=lambda text: (token_usage("classifier", text), text))
     tickets = texts[:BATCH_SIZE // 2] + texts[-BATCH_SIZE // 2:]
     pasted = "The export fails again, here is the whole log: " + " ".join(doc.text for doc in docs[:30])
@@ -143,7 +143,7 @@ async def check_classify_all(function: Callable[..., Awaitable[Any]]) -> None:
 
     Graded: no call refused with 429 (and which budget refused, if one was); the ticket no window
     can hold answered None, without a wait or a crash; each other ticket classified once with its
-    label, in order; calls overlapping; and the time within 20 % of the even pace at the full limits.
+    label, in order; calls overlapping; and the time within 25 % of the even pace at the full limits.
     """
     __tracebackhide__ = True
     require_async(function)
