@@ -310,3 +310,30 @@ async def test_run_agents_wants_the_answers_in_question_order(fast: float) -> No
 
     with pytest.raises(ExerciseFailed, match=r"the right answers in the wrong order"):
         await lesson07.check_run_agents(arrival_order)
+
+
+async def test_run_agents_catches_agents_started_one_by_one(fast: float) -> None:
+    async def staggered(llm: LLM, registry: Registry, questions: list[str], limit: int) -> list[str]:
+        limited = Limited(llm, asyncio.Semaphore(limit))
+
+        async def later(i: int, question: str) -> str:
+            await sleep(0.5 * i)  # "to be gentle with the API": the LLM idles meanwhile
+            return await agent(limited, registry, question, 4)  # type: ignore[arg-type]
+
+        return list(await asyncio.gather(*(later(i, q) for i, q in enumerate(questions))))
+
+    with pytest.raises(ExerciseFailed, match=r"your agents took 4\.\d\d s, but 8 agents with at most 2 LLM calls at "
+                                             r"once take 3\.20 s.*Keep the LLM busy"):
+        await lesson07.check_run_agents(staggered)
+
+
+async def test_agent_catches_an_extra_wait(fast: float) -> None:
+    async def waits_for_luck(llm: LLM, registry: Registry, question: str, max_steps: int) -> str:
+        answer = await agent(llm, registry, question, max_steps)
+        await sleep(1.0)  # "give the tools time to finish"
+        return answer
+
+    with pytest.raises(ExerciseFailed, match=r"your agent took 4\.\d\d s, but its model calls and each turn's longest "
+                                             r"tool call add up to 3\.\d\d s"):
+        await lesson07.check_agent(waits_for_luck)
+
