@@ -109,3 +109,26 @@ def test_redis_stop_ends_the_server_and_deletes_its_folder() -> None:
 def test_redis_refuses_to_start_twice() -> None:
     with EmbeddedRedis() as server, pytest.raises(RuntimeError, match="already running"):
         server.start()
+
+
+def test_servers_are_stopped_and_deleted_even_when_the_python_that_started_them_is_killed() -> None:
+    import json
+    import subprocess
+    import sys
+
+    # A kernel killed with SIGKILL runs no atexit: the watchdogs must stop both servers.
+    script = (
+        "import json, os, signal\n"
+        "from asynclab.backends import EmbeddedPostgres, EmbeddedRedis\n"
+        "pg, rd = EmbeddedPostgres().start(), EmbeddedRedis().start()\n"
+        "print(json.dumps([pg.pid, rd.pid, str(pg.folder), str(rd.folder)]), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == -9, run.stderr
+    pg_pid, redis_pid, pg_folder, redis_folder = json.loads(run.stdout.splitlines()[-1])
+    assert gone(pg_pid, wait=15) and gone(redis_pid, wait=15)
+    deadline = time.monotonic() + 5  # the watchdog deletes the folders right after the servers end
+    while (Path(pg_folder).exists() or Path(redis_folder).exists()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(pg_folder).exists() and not Path(redis_folder).exists()

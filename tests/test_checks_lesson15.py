@@ -60,7 +60,7 @@ _kept: list[Any] = []
 async def test_search_all_passes_with_the_fewest_connections(postgres: EmbeddedPostgres, fast: float,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     await lesson15.check_search_all(pooled(4), postgres)
-    assert "✅ search_all: 12 searches on a pool of 4" in capsys.readouterr().out
+    assert "✅ search_all: 12 searches on a pool of 4, 3 rounds" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("answer", "hint"), [

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from asynclab.backends.extras import need
+from asynclab.backends.watchdog import Watchdog
 
 __all__ = ["EmbeddedRedis"]
 
@@ -38,11 +40,12 @@ class EmbeddedRedis:
     ``url`` is what ``redis.asyncio.Redis.from_url`` and arq connect with (``unix://…``).
     """
 
-    __slots__ = ("_process", "folder")
+    __slots__ = ("_process", "_watchdog", "folder")
 
     def __init__(self) -> None:
         self.folder: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._watchdog: Watchdog | None = None
 
     @property
     def running(self) -> bool:
@@ -103,11 +106,15 @@ class EmbeddedRedis:
             self.stop()
             raise
         atexit.register(self.stop)  # a kernel that exits (or restarts) before stop() still stops it
+        self._watchdog = Watchdog(self._process.pid, signal.SIGTERM, self.folder)  # ... and one that is killed
         return self
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and delete its folder; safe to call twice."""
         atexit.unregister(self.stop)
+        if self._watchdog is not None:
+            self._watchdog.dismiss()
+            self._watchdog = None
         process, self._process = self._process, None
         if process is not None:
             process.terminate()
