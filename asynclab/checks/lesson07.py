@@ -33,7 +33,7 @@ __all__ = [
     "AGENT_QUESTION",
     "FAILING_QUESTION",
     "LIMIT_QUESTION",
-    "RUN_CITIES",
+    "RUN_QUESTIONS",
     "check_agent",
     "check_run_agents",
     "predicted_total",
@@ -54,7 +54,8 @@ RUNAWAY = 5
 
 #: check_run_agents: one weather question per agent, a flat 0.4 s per model turn (whatever it
 #: writes, so the arithmetic is exact), the weather tool's 0.5 s, at most 2 LLM calls at once.
-RUN_CITIES = ("Paris", "Tokyo", "Lisbon", "Oslo", "Berlin", "Madrid", "Rome", "Seoul")
+RUN_QUESTIONS = tuple(f"Weather in {city}?" for city in ("Paris", "Tokyo", "Lisbon", "Oslo", "Berlin", "Madrid",
+                                                          "Rome", "Seoul"))
 RUN_LIMIT = 2
 RUN_TURN = 0.4
 RUN_TOOL = 0.5
@@ -344,10 +345,6 @@ async def check_agent(function: Callable[..., Awaitable[Any]]) -> None:
 # -- exercise 2: many agents under one limit ----------------------------------------------------------
 
 
-def _run_questions() -> list[str]:
-    return [f"What's the weather in {city}?" for city in RUN_CITIES]
-
-
 async def check_run_agents(function: Callable[..., Awaitable[Any]]) -> None:
     """Grade ``run_agents(llm, registry, questions, limit) -> list[str]``: 8 agents, ≤ ``limit`` LLM calls at once.
 
@@ -357,7 +354,7 @@ async def check_run_agents(function: Callable[..., Awaitable[Any]]) -> None:
     (:func:`predicted_total`: 3.2 s), not 8 × 1.3 s one after another.
     """
     __tracebackhide__ = True
-    questions = _run_questions()
+    questions = list(RUN_QUESTIONS)
     llm, tools = LLM(stream_latency=Streamed(first_token=RUN_TURN, per_token=0)), Tools()
     instant = LLM(stream_latency=_INSTANT)
     wanted = [await _reference(instant, _instant_tools(), q, AGENT_STEPS) for q in questions]
