@@ -41,8 +41,10 @@ def gone(pid: int, wait: float = 5.0) -> bool:
     return False
 
 
-async def test_postgres_starts_answers_with_pgvector_and_listens_on_no_tcp_port() -> None:
+async def test_postgres_starts_answers_with_pgvector_listens_on_no_tcp_port_and_refuses_a_second_start() -> None:
     async with EmbeddedPostgres() as postgres:
+        with pytest.raises(RuntimeError, match="already running"):
+            postgres.start()  # one server per object: a second start would orphan the first
         assert "host=" in postgres.dsn and str(postgres.folder) in postgres.dsn  # the socket is in its folder
         connection = await asyncpg.connect(postgres.dsn)
         try:
@@ -75,11 +77,6 @@ def test_postgres_stops_even_when_the_block_fails() -> None:
         1 / 0  # noqa: B018
     assert gone(pid)
     assert folder is not None and not folder.exists()
-
-
-def test_postgres_refuses_to_start_twice() -> None:
-    with EmbeddedPostgres() as postgres, pytest.raises(RuntimeError, match="already running"):
-        postgres.start()
 
 
 async def test_redis_starts_answers_and_listens_on_no_tcp_port() -> None:
