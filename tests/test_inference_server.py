@@ -121,3 +121,15 @@ def test_the_batch_plot_draws_one_column_per_scheduler_with_padding_shown_for_bl
     assert bottom_static.get_xlabel() == "time (simulated seconds)"
     with pytest.raises(TypeError, match="reports must be a ServingReport"):
         plot_batches([])
+
+
+def test_one_server_serves_one_event_loop_after_another() -> None:
+    server = InferenceServer(DynamicBatcher(max_queue_delay=0.05))  # its engine waits on an event
+
+    async def ask() -> str:
+        # Wall seconds on purpose: an engine stuck on the first loop's event would hang, not fail.
+        return await asyncio.wait_for(server.complete("What is an embedding?", max_tokens=3), 10)
+
+    first = asyncio.run(ask())
+    second = asyncio.run(ask())  # a new loop
+    assert first == second and len(server.report().sequences) == 2

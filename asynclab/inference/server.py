@@ -168,12 +168,14 @@ class InferenceServer(Service):
 
     def _kick(self) -> None:
         """A request arrived: wake the engine, or start it (in a context of its own: it is the server's task)."""
-        if self._arrived is None:
-            self._arrived = asyncio.Event()
-        self._arrived.set()
         if self._task is None or self._task.done():
+            # A fresh event per engine run: an asyncio.Event belongs to the loop that first waits on
+            # it, and the next run may be on another loop (a new asyncio.run, a test).
+            self._arrived = asyncio.Event()
             loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name=f"{self.name} engine", context=contextvars.Context())
+        assert self._arrived is not None
+        self._arrived.set()
 
     async def _run(self) -> None:
         engine, arrived = self.engine, self._arrived
