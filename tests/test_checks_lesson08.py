@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
@@ -125,27 +125,47 @@ MODELS = ("assistant", "summarizer")
 
 
 def make_compare_app(llm: LLM) -> FastAPI:
-    """The reference solution (as in the solutions notebook)."""
+    """The reference solution (as in the solutions notebook): a dependency owns the merged stream."""
+
+    async def merged(prompt: str) -> AsyncIterator[dict[str, str]]:
+        queue: asyncio.Queue[dict[str, str] | None] = asyncio.Queue()
+
+        async def produce(model: str) -> None:
+            try:
+                async with contextlib.aclosing(llm.stream(prompt, model=model)) as stream:  # type: ignore[type-var]
+                    async for token in stream:
+                        await queue.put({"model": model, "token": token})
+            finally:
+                queue.put_nowait(None)  # this model is done
+
+        async with asyncio.TaskGroup() as tg:  # closing this generator cancels both producers
+            for model in MODELS:
+                tg.create_task(produce(model))
+            finished = 0
+            while finished < len(MODELS):
+                item = await queue.get()
+                if item is None:
+                    finished += 1
+                else:
+                    yield item
+
+    async def both_streams(prompt: str) -> AsyncIterator[AsyncIterator[dict[str, str]]]:
+        stream = merged(prompt)
+        try:
+            yield stream
+        finally:
+            await stream.aclose()  # runs when the response ends, a disconnect included
+
     app = FastAPI()
 
     @app.get("/compare", response_class=EventSourceResponse)
-    async def compare(prompt: str) -> AsyncIterator[ServerSentEvent]:
-        queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
-
-        async def produce(model: str) -> None:
-            async with contextlib.aclosing(llm.stream(prompt, model=model)) as stream:  # type: ignore[type-var]
-                async for token in stream:
-                    await queue.put({"model": model, "token": token})
-
-        async with asyncio.TaskGroup() as tg:  # leaving the generator (the client left) cancels both
-            producers = [tg.create_task(produce(model)) for model in MODELS]
-            while not all(p.done() for p in producers) or not queue.empty():
-                getting = asyncio.ensure_future(queue.get())
-                await asyncio.wait([getting, *producers], return_when=asyncio.FIRST_COMPLETED)
-                if getting.done():
-                    yield ServerSentEvent(event="token", data=getting.result())
-                else:
-                    getting.cancel()
+    # Depends as the default, not in Annotated: this module's annotations are strings (from
+    # __future__), and FastAPI cannot resolve a name local to this function from them.
+    async def compare(
+        tokens: AsyncIterator[dict[str, str]] = Depends(both_streams),  # noqa: B008
+    ) -> AsyncIterator[ServerSentEvent]:
+        async for item in tokens:
+            yield ServerSentEvent(event="token", data=item)
         yield ServerSentEvent(event="done", data={})
 
     return app
