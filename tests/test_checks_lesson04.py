@@ -6,7 +6,7 @@ import contextlib
 
 import pytest
 
-from asynclab import LLM, stopwatch
+from asynclab import LLM, sleep, stopwatch
 from asynclab.checks import ExerciseFailed, lesson04
 
 # -- collect_with_ttft -------------------------------------------------------------------------
@@ -135,3 +135,29 @@ async def test_stream_until_wants_the_stop_word_left_out(fast: float) -> None:
 
     with pytest.raises(ExerciseFailed, match="your text ends with the stop word 'backoff'"):
         await lesson04.check_stream_until(with_stop_word)
+
+
+async def test_collect_with_ttft_that_waits_between_tokens_is_told_to_read_as_they_come(fast: float) -> None:
+    async def slow_reader(llm: LLM, prompt: str) -> tuple[str, float, float]:
+        tokens: list[str] = []
+        ttft = 0.0
+        with stopwatch() as sw:
+            async for token in llm.stream(prompt):
+                if not tokens:
+                    ttft = sw.elapsed
+                tokens.append(token)
+                await sleep(0.1)  # extra work per token: the stream is read slower than it comes
+        return "".join(tokens), ttft, sw.elapsed
+
+    with pytest.raises(ExerciseFailed, match=r"the stream took \d\.\d\d s, but 22 tokens take 1\.45 s"):
+        await lesson04.check_collect_with_ttft(slow_reader)
+
+
+async def test_stream_until_that_waits_after_the_stop_word_is_told_so(fast: float) -> None:
+    async def waits_after(llm: LLM, prompt: str, stop_word: str) -> str:
+        text = await stream_until(llm, prompt, stop_word)
+        await sleep(1.0)  # anything else awaited before returning
+        return text
+
+    with pytest.raises(ExerciseFailed, match=r"stream_until took 1\.\d\d s, but reading up to token 11 takes 0\.80 s"):
+        await lesson04.check_stream_until(waits_after)

@@ -95,7 +95,8 @@ async def check_collect_with_ttft(function: Callable[..., Awaitable[Any]]) -> No
     expect(within(total, whole),
            f"your total is {total:.2f} s, but the whole stream took {whole:.2f} s. Read the stopwatch "
            "after the last token (after the `async for` loop ends).")
-    expect(within(whole, TTFT_LATENCY.seconds(n=n)),
+    # 25 %: a busy 2-core machine can stall a 1.45 s stream by 0.2 s; extra waiting costs far more.
+    expect(within(whole, TTFT_LATENCY.seconds(n=n), rel=0.25),
            f"the stream took {whole:.2f} s, but {n} tokens take {TTFT_LATENCY.seconds(n=n):.2f} s: "
            "read the tokens as they come, without extra waiting.")
     passed(f"collect_with_ttft: {n} tokens, first after {ttft:.2f} s, all after {total:.2f} s "
@@ -130,7 +131,9 @@ async def check_stream_until(function: Callable[..., Awaitable[Any]]) -> None:
              "(or `await stream.aclose()`).")
     expect_no_leaks(result)
     expected = UNTIL_LATENCY.first_token + UNTIL_LATENCY.per_token * stop
-    expect(within(result.elapsed, expected),
+    # 30 %: a busy 2-core machine can stall a 0.8 s read by 0.3 s (seen in a course run); reading on
+    # to the end takes 1.7 s and is caught above, and an extra wait of a second still fails here.
+    expect(within(result.elapsed, expected, rel=0.3),
            f"stream_until took {result.elapsed:.2f} s, but reading up to token {stop + 1} takes "
            f"{expected:.2f} s: stop at the stop word, and do not wait for anything else.")
     passed(f"stream_until: stopped after {stop + 1} of {len(tokens)} tokens ({result.elapsed:.2f} s instead "
