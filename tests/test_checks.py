@@ -341,3 +341,56 @@ def test_the_run_queue_wait_is_read_on_linux() -> None:
     assert waited >= 0.0
     if sys.platform == "linux":
         assert waited > 0.0  # any thread that ever ran has waited a little for a CPU
+
+
+# -- an answer that stops making progress (shared by lessons 10 and 12) --------------------------
+
+
+async def test_awaiting_names_the_queue_operation_a_task_waits_in(fast: float) -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+    queue.put_nowait(0)
+    empty: asyncio.Queue[int] = asyncio.Queue()
+
+    async def producer() -> None:
+        await put_one()
+
+    async def put_one() -> None:
+        await queue.put(1)  # full: waits
+
+    async def worker() -> None:
+        await empty.get()  # empty: waits
+
+    tasks = [asyncio.create_task(producer()), asyncio.create_task(worker())]
+    await asyncio.sleep(0)
+    chains = [checks.awaiting(task) for task in tasks]
+    assert [name.rsplit(".", 1)[-1] for name in chains[0][:2]] == ["producer", "put_one"]
+    assert chains[0][-1] == "Queue.put" and chains[1][-1] == "Queue.get"
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_watch_progress_fails_a_stalled_answer_with_the_checkers_hint(fast: float) -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+
+    async def deadlocked() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(queue.get())  # nobody ever puts
+
+    def stuck(tasks: list[asyncio.Task[Any]]) -> str:
+        return "stuck in " + ", ".join(sorted({checks.awaiting(task)[-1] for task in tasks if not task.done()}))
+
+    with pytest.raises(ExerciseFailed, match=r"^stuck in .*Queue\.get"):
+        await attempt(checks.watch_progress, deadlocked, stuck=stuck, quiet=0.5, poll=0.05)
+
+
+async def test_watch_progress_lets_a_slow_answer_that_keeps_moving_finish(fast: float) -> None:
+    llm = LLM(latency=0.3)
+
+    async def slow() -> int:
+        for i in range(4):  # 1.2 s in all, longer than quiet=0.5, but a call is always running
+            await llm.complete(f"q{i}")
+        return 4
+
+    result = await attempt(checks.watch_progress, slow, stuck=lambda tasks: "stuck", quiet=0.5, poll=0.05)
+    assert result.result == 4

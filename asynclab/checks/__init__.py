@@ -29,12 +29,13 @@ from typing import Any
 from asynclab.clock import WALL_SLACK, get_speed, now
 from asynclab.clock import timeout as deadline
 from asynclab.faults import ServiceError
-from asynclab.tracing import Trace, catch_threads, trace
+from asynclab.tracing import Trace, catch_threads, current_trace, trace
 
 __all__ = [
     "Attempt",
     "ExerciseFailed",
     "attempt",
+    "awaiting",
     "close_coroutines",
     "describe_error",
     "expect",
@@ -46,6 +47,7 @@ __all__ = [
     "learner_tasks",
     "passed",
     "require_async",
+    "watch_progress",
     "within",
 ]
 
@@ -494,6 +496,67 @@ def expect_max_concurrency(result: Attempt, limit: int) -> None:
     if peak > limit:
         fail(f"{peak} calls were in flight at once, but the limit is {limit}. "
              "Hold an asyncio.Semaphore(limit) around each call.")
+
+
+# -- an answer that stops making progress ---------------------------------------------------------
+
+
+def awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """The coroutines a task is suspended in, outermost first, e.g. ``['worker', 'Queue.get']``.
+
+    Follows coroutines, async generators and generators; a frame of asyncio's queues is named
+    ``Queue.<method>``, so a checker can say which queue operation a stuck task waits in.
+    """
+    chain: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(chain) < 50:
+        code = getattr(coro, "cr_code", None) or getattr(coro, "ag_code", None) or getattr(coro, "gi_code", None)
+        if code is None:
+            break
+        queue = code.co_filename.endswith(("asyncio/queues.py", "asyncio\\queues.py"))
+        chain.append(f"Queue.{code.co_name}" if queue else code.co_qualname)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain
+
+
+async def watch_progress(
+    function: Callable[..., Awaitable[Any]],
+    *args: Any,
+    stuck: Callable[[list[asyncio.Task[Any]]], str],
+    progress: Callable[[], object] = lambda: None,
+    quiet: float = 2.0,
+    poll: float = 0.1,
+) -> Any:
+    """Await ``function(*args)``; when it stops making progress, fail with ``stuck(its tasks)``.
+
+        result = await attempt(watch_progress, pipeline, docs, stuck=why_stuck)
+
+    Run it as the function of an :func:`attempt`, so the learner's tasks are the attempt's. Progress
+    is a service call starting or ending in the current trace, or ``progress()`` returning a new
+    value; a call still running counts as progress. No progress for ``quiet`` simulated seconds
+    *and* for that many polls (so one long stall of a busy machine is never taken for a deadlock)
+    cancels the answer and fails with the hint ``stuck`` gives for the tasks it left waiting.
+    """
+    __tracebackhide__ = True
+    recorded = current_trace()
+    main = asyncio.ensure_future(function(*args))  # in the attempt's context: the learner's task
+    looks_needed = max(round(quiet / poll), 1)
+    seen: object = object()
+    calm_since, calm_looks = now(), 0
+    while True:
+        done, _ = await asyncio.wait({main}, timeout=poll / get_speed())
+        if done:
+            return main.result()  # the learner's exception, as is
+        spans = recorded.spans if recorded is not None else []
+        ended = sum(1 for span in spans if span.end is not None)
+        state = (progress(), len(spans), ended)
+        if state != seen or ended != len(spans):
+            seen, calm_since, calm_looks = state, now(), 0
+        elif (calm_looks := calm_looks + 1) >= looks_needed and now() - calm_since >= quiet:
+            hint = stuck(learner_tasks() or [main])
+            main.cancel()
+            await asyncio.gather(main, return_exceptions=True)
+            fail(hint)
 
 
 def passed(message: str) -> None:

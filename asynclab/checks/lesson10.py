@@ -25,13 +25,23 @@ from typing import Any
 
 import numpy as np
 
-from asynclab.checks import Attempt, attempt, describe_error, expect, fail, learner_tasks, passed, require_async
-from asynclab.clock import get_speed, now
+from asynclab.checks import (
+    Attempt,
+    attempt,
+    awaiting,
+    describe_error,
+    expect,
+    fail,
+    passed,
+    require_async,
+    watch_progress,
+)
+from asynclab.clock import now
 from asynclab.pipeline import Step
 from asynclab.services import LLM, Embeddings
 from asynclab.services.llm import run_model
 from asynclab.text import Document, embed, load_corpus
-from asynclab.tracing import Span, current_trace
+from asynclab.tracing import Span
 
 __all__ = [
     "EMBED_SECONDS",
@@ -72,9 +82,6 @@ EMPTY = Document(id="doc-empty", title="(a page with no text)", text="", topic="
 QUIET = 2.0
 #: How often the watchdog looks, in simulated seconds.
 POLL = 0.1
-#: A loaded machine can stall the loop for a few hundred milliseconds of wall time: seconds of
-#: simulated time, all in one watchdog look. Stuck takes QUIET seconds *and* this many looks.
-QUIET_LOOKS = round(QUIET / POLL)
 
 
 def extract_text(doc: Document) -> str:
@@ -85,24 +92,9 @@ def extract_text(doc: Document) -> str:
 # -- where a stuck pipeline waits -----------------------------------------------------------------
 
 
-def _awaiting(task: asyncio.Task[Any]) -> list[str]:
-    """The chain of coroutines a task is suspended in, outermost first: ['worker', 'Queue.get']."""
-    chain: list[str] = []
-    coro: Any = task.get_coro()
-    while coro is not None and len(chain) < 50:
-        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-        if code is None:
-            break
-        chain.append(f"Queue.{code.co_name}" if code.co_filename.endswith(("asyncio/queues.py",
-                                                                            "asyncio\\queues.py"))
-                     else code.co_qualname)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return chain
-
-
 def stuck_hint(tasks: Iterable[asyncio.Task[Any]], quiet: float = QUIET) -> str:
     """Why a pipeline never ends, from what its unfinished tasks are waiting for."""
-    waits = [_awaiting(task) for task in tasks if not task.done()]
+    waits = [awaiting(task) for task in tasks if not task.done()]
     joining = sum(1 for chain in waits if "Queue.join" in chain)
     putting = sum(1 for chain in waits if "Queue.put" in chain)
     getting = sum(1 for chain in waits if "Queue.get" in chain)
@@ -134,29 +126,9 @@ def stuck_hint(tasks: Iterable[asyncio.Task[Any]], quiet: float = QUIET) -> str:
 
 
 async def _watched(function: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-    """Run the learner's function; when it stalls before returning, fail with :func:`stuck_hint`.
-
-    Run inside :func:`~asynclab.checks.attempt`: the learner's tasks are the attempt's, and its
-    trace shows progress (a call running, starting or ending).
-    """
+    """Run the learner's function; when it stalls before returning, fail with :func:`stuck_hint`."""
     __tracebackhide__ = True
-    recorded = current_trace()
-    main = asyncio.ensure_future(function(*args))  # created in the attempt's context: the learner's task
-    seen: tuple[int, int] = (-1, -1)
-    calm_since, calm_looks = now(), 0
-    while True:
-        done, _ = await asyncio.wait({main}, timeout=POLL / get_speed())
-        if done:
-            return main.result()  # the learner's exception, as is
-        spans = recorded.spans if recorded is not None else []
-        state = (len(spans), sum(1 for span in spans if span.end is not None))
-        if state != seen or state[0] != state[1]:  # something new, or a call still running
-            seen, calm_since, calm_looks = state, now(), 0
-        elif (calm_looks := calm_looks + 1) >= QUIET_LOOKS and now() - calm_since >= QUIET:
-            hint = stuck_hint(learner_tasks() or [main])
-            main.cancel()
-            await asyncio.gather(main, return_exceptions=True)
-            fail(hint)
+    return await watch_progress(function, *args, stuck=stuck_hint, quiet=QUIET, poll=POLL)
 
 
 # -- reading a pipeline's trace ----------------------------------------------------------------

@@ -25,8 +25,8 @@ from typing import Any
 
 from asynclab.checks import (
     Attempt,
-    _owner,
     attempt,
+    awaiting,
     close_coroutines,
     describe_error,
     expect,
@@ -34,6 +34,7 @@ from asynclab.checks import (
     fail,
     passed,
     require_async,
+    watch_progress,
 )
 from asynclab.clock import WALL_SLACK, get_speed, now, sleep
 from asynclab.faults import Faults, RateLimit, RateLimited, RequestTooLarge
@@ -284,22 +285,8 @@ async def _feed(tickets: list[Ticket], taken: dict[str, float]) -> AsyncIterator
         yield ticket
 
 
-def _awaiting(task: asyncio.Task[Any]) -> list[str]:
-    """The coroutines a task is suspended in, outermost first, e.g. ['producer', 'Queue.put']."""
-    chain: list[str] = []
-    coro: Any = task.get_coro()
-    while coro is not None and len(chain) < 50:
-        code = getattr(coro, "cr_code", None) or getattr(coro, "ag_code", None) or getattr(coro, "gi_code", None)
-        if code is None:
-            break
-        queue = code.co_filename.endswith(("asyncio/queues.py", "asyncio\\queues.py"))
-        chain.append(f"Queue.{code.co_name}" if queue else code.co_qualname)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return chain
-
-
 def _stuck_hint(tasks: Sequence[asyncio.Task[Any]], handled: int) -> str:
-    waits = [_awaiting(task) for task in tasks if not task.done()]
+    waits = [awaiting(task) for task in tasks if not task.done()]
     putting = sum(1 for chain in waits if "Queue.put" in chain)
     getting = sum(1 for chain in waits if "Queue.get" in chain)
     joining = sum(1 for chain in waits if "Queue.join" in chain)
@@ -325,26 +312,18 @@ def _stuck_hint(tasks: Sequence[asyncio.Task[Any]], handled: int) -> str:
 
 
 async def _watched(function: Callable[..., Awaitable[Any]], taken: dict[str, float], *args: Any) -> Any:
-    """Run the learner's function; when it stops making progress, fail with :func:`_stuck_hint`."""
+    """Run the learner's function; when it stops making progress, fail with :func:`_stuck_hint`.
+
+    Progress is a ticket taken from a feed, or a ``handle`` call starting or ending.
+    """
     __tracebackhide__ = True
-    recorded = current_trace()
-    owned = _owner.get()
-    main = asyncio.ensure_future(function(*args))  # in the attempt's context: the learner's task
-    seen: tuple[int, ...] = ()
-    calm_since = now()
-    while True:
-        done, _ = await asyncio.wait({main}, timeout=POLL / get_speed())
-        if done:
-            return main.result()
-        spans = recorded.spans if recorded is not None else []
-        state = (len(taken), len(spans), sum(1 for span in spans if span.end is not None))
-        if state != seen or state[1] != state[2]:  # something new, or a call still running
-            seen, calm_since = state, now()
-        elif now() - calm_since >= QUIET:
-            hint = _stuck_hint(owned.tasks if owned is not None else [main], state[1])
-            main.cancel()
-            await asyncio.gather(main, return_exceptions=True)
-            fail(hint)
+
+    def stuck(tasks: list[asyncio.Task[Any]]) -> str:
+        recorded = current_trace()
+        return _stuck_hint(tasks, len(recorded.spans) if recorded is not None else 0)
+
+    return await watch_progress(function, *args, stuck=stuck, progress=lambda: len(taken),
+                                quiet=QUIET, poll=POLL)
 
 
 def _backlog(taken: dict[str, float], started: dict[str, float]) -> int:
