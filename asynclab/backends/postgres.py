@@ -17,18 +17,14 @@ Introduced in notebook 15.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import shutil
 import signal
 import tempfile
 import warnings
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from asynclab.backends.extras import need
-from asynclab.backends.watchdog import Watchdog
+from asynclab.backends.lifecycle import EmbeddedServer
 
 __all__ = ["EmbeddedPostgres"]
 
@@ -51,18 +47,17 @@ def _initdb_without_fsync(module: Any) -> None:
     module.initdb = initdb
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """One Postgres server with pgvector in a temporary folder; :meth:`stop` removes both.
 
     ``dsn`` is what asyncpg (or psycopg) connects with; ``pid`` the postmaster's process id.
     """
 
-    __slots__ = ("_server", "_watchdog", "folder")
+    __slots__ = ("_server",)
 
     def __init__(self) -> None:
-        self.folder: Path | None = None
+        super().__init__()
         self._server: Any = None
-        self._watchdog: Watchdog | None = None
 
     @property
     def running(self) -> bool:
@@ -99,37 +94,13 @@ class EmbeddedPostgres:
         except BaseException:
             self.stop()
             raise
-        atexit.register(self.stop)  # a kernel that exits (or restarts) before stop() still stops it
-        # ... and one that is killed: SIGINT is Postgres's "fast shutdown".
-        self._watchdog = Watchdog(self.pid, signal.SIGINT, self.folder)
+        self._guard(self.pid, signal.SIGINT)  # SIGINT is Postgres's "fast shutdown"
         return self
 
-    def stop(self) -> None:
-        """Stop the server and delete its folder (safe to call twice)."""
-        atexit.unregister(self.stop)
-        if self._watchdog is not None:
-            self._watchdog.dismiss()
-            self._watchdog = None
+    def _stop_process(self) -> None:
         server, self._server = self._server, None
         if server is not None:
             server.cleanup()
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
-
-    def __enter__(self) -> EmbeddedPostgres:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EmbeddedPostgres:
-        return await asyncio.to_thread(self.start)  # a second of process start: not on the loop
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     def __repr__(self) -> str:
         if self._server is None:

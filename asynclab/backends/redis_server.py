@@ -15,18 +15,14 @@ Introduced in notebook 15.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 from asynclab.backends.extras import need
-from asynclab.backends.watchdog import Watchdog
+from asynclab.backends.lifecycle import EmbeddedServer
 
 __all__ = ["EmbeddedRedis"]
 
@@ -34,18 +30,17 @@ __all__ = ["EmbeddedRedis"]
 START_TIMEOUT = 15.0
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(EmbeddedServer):
     """One Redis server in a temporary folder; :meth:`stop` ends it and removes the folder.
 
     ``url`` is what ``redis.asyncio.Redis.from_url`` and arq connect with (``unix://…``).
     """
 
-    __slots__ = ("_process", "_watchdog", "folder")
+    __slots__ = ("_process",)
 
     def __init__(self) -> None:
-        self.folder: Path | None = None
+        super().__init__()
         self._process: subprocess.Popen[bytes] | None = None
-        self._watchdog: Watchdog | None = None
 
     @property
     def running(self) -> bool:
@@ -105,16 +100,11 @@ class EmbeddedRedis:
         except BaseException:
             self.stop()
             raise
-        atexit.register(self.stop)  # a kernel that exits (or restarts) before stop() still stops it
-        self._watchdog = Watchdog(self._process.pid, signal.SIGTERM, self.folder)  # ... and one that is killed
+        self._guard(self._process.pid, signal.SIGTERM)
         return self
 
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 5 s) and delete its folder; safe to call twice."""
-        atexit.unregister(self.stop)
-        if self._watchdog is not None:
-            self._watchdog.dismiss()
-            self._watchdog = None
+    def _stop_process(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s."""
         process, self._process = self._process, None
         if process is not None:
             process.terminate()
@@ -123,23 +113,6 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            self.folder = None
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self.start()
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EmbeddedRedis:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     def __repr__(self) -> str:
         if not self.running:
