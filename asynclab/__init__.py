@@ -56,6 +56,7 @@ from asynclab.limiter import SimulatedLimiter
 from asynclab.palette import service_colour
 from asynclab.pipeline import Outcome, Step, run_pipeline
 from asynclab.queueing import Exponential, erlang_c, offer_load, poisson_arrivals
+from asynclab.reranker import rerank
 from asynclab.services import (
     LLM,
     BlockingEmbeddings,
@@ -73,6 +74,7 @@ from asynclab.services import (
 )
 from asynclab.text import Document, load_corpus
 from asynclab.tracing import Span, Trace, current_trace, trace
+from asynclab.worktime import Timed, timed
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__): matplotlib takes half a second to load
     from asynclab.diagrams import plot_event_loop
@@ -137,6 +139,7 @@ __all__ = [
     "Step",
     "Stopwatch",
     "Streamed",
+    "Timed",
     "Timeout",
     "Tools",
     "Trace",
@@ -156,6 +159,7 @@ __all__ = [
     "plot_timeline",
     "plot_timelines",
     "poisson_arrivals",
+    "rerank",
     "rrf",
     "run_pipeline",
     "service_colour",
@@ -163,6 +167,7 @@ __all__ = [
     "simulate",
     "sleep",
     "stopwatch",
+    "timed",
     "timeout",
     "trace",
     "vector_store",
