@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from asynclab import Hit, VectorStore, get_speed, timeout
+from asynclab import Hit, PgVectorStore, PineconeStore, RedisStore, VectorStore, get_speed, timeout
 from asynclab.checks import ExerciseFailed, lesson05
+from asynclab.faults import Faults
 
 # -- retrieve_all ------------------------------------------------------------------------------
 
@@ -215,3 +216,255 @@ async def test_retrieve_within_with_asynclab_timeout_per_store_passes(fast: floa
         return results, failures
 
     await lesson05.check_retrieve_within(simulated_timeout)
+
+
+# -- stores given by the caller: simulated ---------------------------------------------------------
+
+
+async def test_retrieve_all_grades_on_stores_it_is_given(fast: float, capsys: pytest.CaptureFixture[str]) -> None:
+    stores = [RedisStore(), VectorStore(name="elastic", latency=0.5), PineconeStore()]
+    await lesson05.check_retrieve_all(retrieve_all, stores=stores)
+    assert "✅ retrieve_all: 9 searches at once on redis, elastic, pinecone in" in capsys.readouterr().out
+    # The checker searched each store once per question itself (its expected ranking), then the answer did.
+    assert [store.calls for store in stores] == [6, 6, 6]
+
+
+async def test_retrieve_all_expects_the_ranking_of_the_stores_it_is_given(fast: float) -> None:
+    """On other stores the RRF ranking is another: an answer fixed to the default stores' ranking fails."""
+    default_stores = [RedisStore(), PgVectorStore(), PineconeStore()]
+    default_ranking = await retrieve_all(default_stores, list(lesson05.QUESTIONS), lesson05.TOP_K)
+
+    async def fixed(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        await asyncio.gather(*(store.search(q, k=k) for q in questions for store in stores))
+        return default_ranking
+
+    whole_base = [VectorStore(name="everything", latency=0.6), RedisStore()]
+    assert await retrieve_all(whole_base, list(lesson05.QUESTIONS), lesson05.TOP_K) != default_ranking
+    with pytest.raises(ExerciseFailed, match=r"is not the RRF ranking|were not retrieved by any store"):
+        await lesson05.check_retrieve_all(fixed, stores=whole_base)
+
+
+async def test_retrieve_all_on_given_stores_still_names_a_sequential_answer(fast: float) -> None:
+    async def sequential(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        return rrf([[hit.id for hit in await store.search(q, k=k)] for q in questions for store in stores])[:k]
+
+    with pytest.raises(ExerciseFailed, match=r"your 6 calls ran one after another: \d\.\d\d s, the sum \(2\.\d\d s\)"):
+        await lesson05.check_retrieve_all(sequential, stores=[RedisStore(), PineconeStore()])
+
+
+@pytest.mark.parametrize(("stores", "error", "message"), [
+    (RedisStore(), TypeError, r"stores must be a list of vector stores, e\.g\. \[RedisStore\(\), .*got RedisStore"),
+    ("redis", TypeError, r"stores must be a list of vector stores.*got str 'redis'"),
+    ([], ValueError, r"stores must hold at least one vector store.*got \[\]"),
+    ([RedisStore(), PineconeStore], TypeError, r"stores\[1\] must be a vector store, got the class PineconeStore: "
+                                               r"call it, PineconeStore\(\)"),
+    ([RedisStore(), "pinecone"], TypeError,
+     r"stores\[1\] must be a VectorStore \(RedisStore\(\), .*got str 'pinecone'"),
+    ([PgVectorStore(), PgVectorStore(latency=0.1)], ValueError,
+     r"stores: two stores are named 'pgvector'.*another name"),
+    ([RedisStore(latency=0.01), PineconeStore(latency=0.05)], ValueError,
+     r"stores: the slowest declares 0\.05 s a search \(pinecone\), too short to tell every search at once from one "
+     r"question at a time at speed 20"),
+])
+async def test_retrieve_all_refuses_bad_stores_naming_the_argument(
+    fast: float, stores: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        await lesson05.check_retrieve_all(retrieve_all, stores=stores)
+
+
+async def test_retrieve_all_refuses_a_store_that_fails_its_own_search_before_grading(fast: float) -> None:
+    async def never_called(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        raise AssertionError("the learner's function must not run when the stores are unusable")
+
+    failing = PineconeStore(faults=Faults(error_rate=1.0))
+    with pytest.raises(ValueError, match=r"stores: pinecone failed the checker's own search, before your function ran "
+                                         r"\(ServiceUnavailable"):
+        await lesson05.check_retrieve_all(never_called, stores=[RedisStore(), failing])
+
+
+async def test_retrieve_all_refuses_a_store_that_never_answers_its_own_search(
+    fast: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lesson05, "REFERENCE_TIMEOUT", 2.0)  # 0.1 s of wall time at speed 20, not 1.5 s
+    hanging = PineconeStore(faults=Faults(hang_rate=1.0))
+    with pytest.raises(ValueError, match=r"stores: pinecone did not answer the checker's own search within 2 s"):
+        await lesson05.check_retrieve_all(retrieve_all, stores=[RedisStore(), hanging])
+    assert hanging.in_flight == 0  # the checker's hanging search was cancelled, not left behind
+
+
+async def test_retrieve_within_grades_with_a_good_store_it_is_given(
+    fast: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opensearch = VectorStore(name="opensearch", latency=0.3)
+    await lesson05.check_retrieve_within(retrieve_within, good=opensearch)
+    out = capsys.readouterr().out
+    assert "✅ retrieve_within" in out and "['elastic', 'opensearch']" in out and "pinecone: timed out" in out
+    assert opensearch.calls == 2  # the checker's own search, then the answer's
+
+
+async def test_retrieve_within_does_not_blame_the_answer_for_a_given_store_that_was_slow_this_time(fast: float) -> None:
+    """A real server on a busy machine may miss the deadline in one run: the hint says so, not "your results"."""
+
+    class FastThenSlow:
+        """Quick while the checker looks (its declared latency, its own search), then slower than the deadline."""
+
+        def __init__(self) -> None:
+            self.asked = 0
+
+        def seconds(self, key: str = "", n: int = 1) -> float:
+            self.asked += 1
+            return 0.1 if self.asked <= 2 else 5.0
+
+    hint = r"moody did not answer within the 1 s deadline this time \(the real server was slow: a busy machine, not"
+    with pytest.raises(ExerciseFailed, match=hint + r" your code\).*Run the check again"):
+        await lesson05.check_retrieve_within(retrieve_within, good=VectorStore(name="moody", latency=FastThenSlow()))
+
+
+@pytest.mark.parametrize(("good", "error", "message"), [
+    ("postgres", TypeError, r"good must be a VectorStore \(RedisStore\(\), .*got str 'postgres'"),
+    ([RedisStore, ], TypeError, r"good\[0\] must be a vector store, got the class RedisStore"),
+    ([], ValueError, r"good must hold at least one vector store"),
+    ([VectorStore(name=n, latency=0.1) for n in "abc"], ValueError, r"good takes at most 2 stores .*got 3"),
+    (PgVectorStore(latency=0.1), ValueError, r"good: two stores are named 'pgvector' \(the line-up's pgvector store "
+                                             r"and .*give yours another name"),
+    (VectorStore(name="slow", latency=0.95), ValueError, r"good: slow declares 0\.95 s a search, and a good store must "
+                                                         r"answer well within the 1 s deadline"),
+])
+async def test_retrieve_within_refuses_bad_good_stores_naming_the_argument(
+    fast: float, good: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        await lesson05.check_retrieve_within(retrieve_within, good=good)
+
+
+# -- stores given by the caller: a real Postgres + pgvector ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Any]:
+    pytest.importorskip("asyncpg", reason="the backends extra is not installed")
+    pytest.importorskip("pgserver", reason="the backends extra is not installed")
+    from asynclab.backends import EmbeddedPostgres
+
+    with EmbeddedPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+async def pool(postgres: Any) -> AsyncIterator[Any]:
+    import asyncpg
+
+    pool = await asyncpg.create_pool(postgres.dsn, min_size=4, max_size=4)  # all open before any timing
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def real_store(pool: Any, **options: Any) -> Any:
+    from asynclab.backends import PostgresVectorStore
+
+    store = PostgresVectorStore(pool, **options)
+    await store.load()
+    return store
+
+
+async def test_retrieve_all_reference_passes_on_a_real_postgres_store(
+    pool: Any, fast: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = await real_store(pool, name="pgvector")
+    await lesson05.check_retrieve_all(retrieve_all, stores=[RedisStore(), real, PineconeStore()])
+    out = capsys.readouterr().out
+    assert "✅ retrieve_all: 9 searches at once on redis, pgvector, pinecone (real, measured: pgvector" in out
+    assert real.calls == 2 * len(lesson05.QUESTIONS)  # the checker's own searches, then the answer's
+
+
+async def test_retrieve_all_with_a_real_store_names_the_sequential_answer(pool: Any, fast: float) -> None:
+    real = await real_store(pool, name="pgvector")
+
+    async def sequential(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        return rrf([[hit.id for hit in await store.search(q, k=k)] for q in questions for store in stores])[:k]
+
+    # The sum: 3 × (0.2 + 0.6) simulated, plus the real store's three searches (milliseconds × speed).
+    with pytest.raises(ExerciseFailed, match=r"your 9 calls ran one after another: \d\.\d\d s, the sum \(2\.\d\d s\)\. "
+                                             r"Start them all before awaiting any"):
+        await lesson05.check_retrieve_all(sequential, stores=[RedisStore(), real, PineconeStore()])
+
+
+async def test_retrieve_all_with_a_real_store_names_one_gather_per_question(pool: Any, fast: float) -> None:
+    """The simulated stores still dominate: three rounds of 0.6 s are told from one, real store or not."""
+    real = await real_store(pool, name="pgvector")
+
+    async def per_question(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        lists = []
+        for q in questions:
+            lists += [[hit.id for hit in hits] for hits in await asyncio.gather(*(s.search(q, k=k) for s in stores))]
+        return rrf(lists)[:k]
+
+    with pytest.raises(ExerciseFailed, match="overlapped only partly"):
+        await lesson05.check_retrieve_all(per_question, stores=[RedisStore(), real, PineconeStore()])
+
+
+async def test_retrieve_all_with_a_real_store_tells_summed_scores_from_rrf(pool: Any, fast: float) -> None:
+    real = await real_store(pool, name="pgvector")
+
+    async def score_sum(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+        results = await asyncio.gather(*(store.search(q, k=k) for q in questions for store in stores))
+        total: dict[str, float] = {}
+        for hit in (hit for hits in results for hit in hits):
+            total[hit.id] = total.get(hit.id, 0.0) + hit.score
+        return sorted(total, key=lambda i: (-total[i], i))[:k]
+
+    with pytest.raises(ExerciseFailed, match=r"added up the cosine scores.*reciprocal rank fusion gives"):
+        await lesson05.check_retrieve_all(score_sum, stores=[RedisStore(), real, PineconeStore()])
+
+
+async def test_only_real_stores_need_a_declared_delay_to_grade_concurrency(pool: Any, fast: float) -> None:
+    quick = [await real_store(pool, like=like, name=f"real_{like.default_name}")
+             for like in (RedisStore, PgVectorStore, PineconeStore)]
+    with pytest.raises(ValueError, match=r"stores: the slowest declares 0 s a search \(real_redis\), too short"):
+        await lesson05.check_retrieve_all(retrieve_all, stores=quick)
+
+    # With a delay each (pg_sleep on the server) they declare a latency, and the check grades them. Nine
+    # searches share the pool's 4 connections, so some queue: the longest search counts its wait too.
+    slow = [await real_store(pool, like=like, name=f"slow_{like.default_name}", delay=delay)
+            for like, delay in ((RedisStore, 0.2), (PgVectorStore, 0.4), (PineconeStore, 0.6))]
+    assert [store.latency.seconds() for store in slow] == [0.2, 0.4, 0.6]
+    await lesson05.check_retrieve_all(retrieve_all, stores=slow)
+
+
+async def test_retrieve_within_reference_passes_with_a_real_good_store(
+    pool: Any, fast: float, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = await real_store(pool, name="postgres")
+    await lesson05.check_retrieve_within(retrieve_within, good=real)
+    out = capsys.readouterr().out
+    assert "✅ retrieve_within" in out and "['elastic', 'postgres']" in out and "pgvector: ServiceUnavailable" in out
+    assert real.calls == 2 and real.in_flight == 0
+
+
+async def test_retrieve_within_with_a_real_good_store_says_to_cancel_the_stragglers(pool: Any, fast: float) -> None:
+    real = await real_store(pool, name="postgres")
+
+    async def no_cancel(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
+        tasks = {asyncio.create_task(store.search(query)): store.name for store in stores}
+        done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())  # asyncio counts wall seconds
+        results = {tasks[t]: t.result() for t in done if t.exception() is None}
+        failures = {tasks[t]: "failed" for t in done if t.exception() is not None}
+        return results, failures | {tasks[t]: "timed out" for t in pending}
+
+    with pytest.raises(ExerciseFailed, match=r"pinecone, archive still had a search running .* cancel the stragglers"):
+        await lesson05.check_retrieve_within(no_cancel, good=[real, VectorStore(name="opensearch", latency=0.3)])
+
+
+async def test_retrieve_within_refuses_a_real_store_named_like_a_failing_one_or_not_loaded(
+    pool: Any, fast: float
+) -> None:
+    from asynclab.backends import PostgresVectorStore
+
+    with pytest.raises(ValueError, match=r"good: two stores are named 'pgvector' \(the line-up's pgvector store"):
+        await lesson05.check_retrieve_within(retrieve_within, good=PostgresVectorStore(pool, name="pgvector"))
+    with pytest.raises(ValueError, match=r"good: postgres failed the checker's own search.*UndefinedTableError.*"
+                                         r"await store\.load\(\)"):
+        await lesson05.check_retrieve_within(retrieve_within, good=PostgresVectorStore(pool, table="kb_not_loaded"))

@@ -27,7 +27,7 @@ import re
 from typing import Any
 
 from asynclab.clock import get_speed, now
-from asynclab.latency import check_count, check_seconds
+from asynclab.latency import as_latency, check_count, check_seconds
 from asynclab.services.vectorstores import Hit, PgVectorStore, Vector, VectorStore, _digest, _index, _query_vector
 
 __all__ = ["PostgresVectorStore"]
@@ -52,11 +52,12 @@ class PostgresVectorStore(VectorStore):
     (default :class:`PgVectorStore`, the internal wiki). name: in traces (default ``"postgres"``).
     table: the table's name (default ``kb_`` + name). delay: simulated seconds of extra work on
     the server per search (``pg_sleep``, holding the connection), to model a slow scan on a big
-    table; 0 by default, the real cost of the query only.
+    table; 0 by default, the real cost of the query only. ``latency`` is ``Fixed(delay)``: what a
+    search is declared to take, the query's real time on top.
     """
 
     default_name = "postgres"
-    default_latency = 0.0  # not used: the latency is the real one
+    default_latency = 0.0  # declared: the delay (see __init__); the query's real time comes on top, measured
 
     def __init__(
         self,
@@ -84,6 +85,9 @@ class PostgresVectorStore(VectorStore):
         self.pool = pool
         self.table = table
         self.delay = check_seconds(delay, "delay")
+        # What a search is known to take before it runs: its delay. A checker that needs one slow store
+        # it can rely on (lesson 05's, given stores=) reads it here, like a simulated store's latency.
+        self.latency = as_latency(self.delay)
         self._search_sql = (
             "WITH pause AS (SELECT pg_sleep($3)) "
             f"SELECT id, title, text, topic, 1 - (embedding <=> $1::text::vector) AS score FROM {table}, pause "

@@ -7,18 +7,29 @@
 Each checker makes its own vector stores (latencies and faults it knows), runs the learner's
 function in a trace, and grades the documents *and* the timing: concurrent searches, nothing
 left running, failures reported rather than swallowed.
+
+Both also grade on stores you give them, real ones included (lesson 15):
+
+    await lesson05.check_retrieve_all(retrieve_all, stores=[RedisStore(), real_store, PineconeStore()])
+    await lesson05.check_retrieve_within(retrieve_within, good=PostgresVectorStore(pool, name="postgres"))
+
+Then the checker searches each given store once itself, before the attempt and outside its
+trace, for the answer to expect, and reads how long the searches took from the trace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from asynclab.checks import (
+    Attempt,
     attempt,
     describe_error,
     expect,
+    expect_about,
     expect_concurrent,
     expect_no_leaks,
     fail,
@@ -26,10 +37,11 @@ from asynclab.checks import (
     require_async,
     within,
 )
-from asynclab.clock import get_speed, now, timeout
+from asynclab.clock import get_speed, now, timeout, wait_for
 from asynclab.faults import Faults, ServiceError
 from asynclab.fusion import RRF_K, rrf
-from asynclab.services.vectorstores import PgVectorStore, PineconeStore, RedisStore, VectorStore
+from asynclab.services.vectorstores import Hit, PgVectorStore, PineconeStore, RedisStore, VectorStore
+from asynclab.tracing import Span, Trace, trace
 
 __all__ = ["RRF_K", "check_retrieve_all", "check_retrieve_within", "rrf_scores"]
 
@@ -43,6 +55,9 @@ TOP_K = 4
 
 WITHIN_QUERY = "How do I combine results from several retrievers?"
 WITHIN_DEADLINE = 1.0
+
+#: Simulated seconds the checker waits for a given store's own search before it calls the store broken.
+REFERENCE_TIMEOUT = 30.0
 
 
 def rrf_scores(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> dict[str, float]:
@@ -73,20 +88,142 @@ def _ids(value: object) -> list[str]:
     return [str(getattr(item, "id", item)) for item in items]
 
 
-async def check_retrieve_all(function: Callable[..., Awaitable[Any]]) -> None:
-    """``retrieve_all(stores, questions, k)``: every search at once, fused with RRF, top-k ids."""
+# -- stores given by the caller ------------------------------------------------------------------
+
+
+def _store(value: object, where: str) -> VectorStore:
+    """``value`` if it is a vector store instance; a TypeError naming ``where`` otherwise."""
+    if isinstance(value, type) and issubclass(value, VectorStore):
+        raise TypeError(f"{where} must be a vector store, got the class {value.__name__}: call it, {value.__name__}()")
+    if not isinstance(value, VectorStore):
+        raise TypeError(f"{where} must be a VectorStore (RedisStore(), PineconeStore(), PostgresVectorStore(pool), "
+                        f"…), got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def _store_list(value: object, argument: str, example: str) -> list[VectorStore]:
+    """``value`` as a non-empty list of vector stores, or a TypeError/ValueError naming ``argument``."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{argument} must be a list of vector stores, e.g. {example}; "
+                        f"got {type(value).__name__} {value!r:.60}")
+    if not value:
+        raise ValueError(f"{argument} must hold at least one vector store, e.g. {example}; got {value!r}")
+    return [_store(item, f"{argument}[{i}]") for i, item in enumerate(value)]
+
+
+def _distinct(stores: Sequence[VectorStore], argument: str, whose: Mapping[str, str]) -> None:
+    """The trace tells stores apart by name: two with one name would be graded as one."""
+    seen = dict(whose)
+    for store in stores:
+        if store.name in seen:
+            raise ValueError(f"{argument}: two stores are named {store.name!r} ({seen[store.name]} and "
+                             f"{store!r:.60}), and the trace tells stores apart by name: give yours another "
+                             "name, e.g. PostgresVectorStore(pool, name='postgres')")
+        seen[store.name] = f"{store!r:.60}"
+
+
+async def _search_each(
+    stores: Sequence[VectorStore], queries: Sequence[str], k: int, argument: str
+) -> tuple[list[list[Hit]], Trace]:
+    """Every store searched for every query at once, by the checker itself: the answer to expect.
+
+    In a trace of its own (the attempt's trace is not open yet), so these searches are never
+    counted as the learner's; the lesson's own trace, if one is open around the check, sees them.
+    Returned query-major, like the exercise's loops: ``[(q1, store1), (q1, store2), …]``.
+    """
+    pairs = [(store, query) for query in queries for store in stores]
+    with trace() as own:
+        found = await asyncio.gather(*(wait_for(store.search(query, k=k), REFERENCE_TIMEOUT) for store, query in pairs),
+                                     return_exceptions=True)
+    for (store, _), hits in zip(pairs, found, strict=True):
+        if isinstance(hits, TimeoutError):
+            raise ValueError(f"{argument}: {store.name} did not answer the checker's own search within "
+                             f"{REFERENCE_TIMEOUT:g} s, before your function ran: give the checker stores that answer")
+        if isinstance(hits, Exception):
+            raise ValueError(f"{argument}: {store.name} failed the checker's own search, before your function ran "
+                             f"({describe_error(hits)}): is it ready? (a PostgresVectorStore needs `await "
+                             "store.load()`; a store with injected faults cannot be a reference)") from hits
+        if isinstance(hits, BaseException):
+            raise hits  # cancelled, or KeyboardInterrupt: not the store's answer
+    for store in stores:
+        if (left := len(own.by_service(store.name))) != len(queries):
+            raise ValueError(f"{argument}: {store.name}'s searches left {left} span(s) in the trace for "
+                             f"{len(queries)} searches; the checker grades from the trace, so a store must record "
+                             "each search like the course's stores do")
+    return [list(hits) for hits in found if isinstance(hits, list)], own
+
+
+def _declared(store: VectorStore, query: str, k: int) -> float:
+    """The simulated seconds a search of ``store`` is declared to take (0 for a real store with no delay)."""
+    return store.latency.seconds(f"{k}:{query}")
+
+
+def _simulated(store: VectorStore) -> bool:
+    """Whether ``store`` searches through the simulation (its time is its declared latency, nothing more)."""
+    return type(store).search is VectorStore.search
+
+
+def _search_times(stores: Sequence[VectorStore], spans: Sequence[Span], k: int) -> tuple[float, float, float]:
+    """(the longest search, the sum of all searches, the real part of them) in simulated seconds.
+
+    Each search counts at least its declared latency, and what it measured in ``spans`` when that
+    is longer: a real store's time is only known by measuring it, in the same run as the answer.
+    The real part: what the searches of stores that are not simulated took beyond their declared
+    latency (a ``PostgresVectorStore``'s query, its ``delay`` apart).
+    """
+    by_name = {store.name: store for store in stores}
+    costs, real = [], 0.0
+    for span in spans:
+        store = by_name[span.service]
+        declared = _declared(store, span.key.partition(":")[2], k)
+        costs.append(max(declared, span.duration))
+        if not _simulated(store):
+            real += max(span.duration - declared, 0.0)
+    return max(costs, default=0.0), sum(costs), real
+
+
+def _expect_all_at_once(result: Attempt, calls: int, longest: float, total: float, real: float) -> None:
+    """:func:`expect_concurrent`, allowing ``real`` more simulated seconds above the longest search."""
+    __tracebackhide__ = True
+    if real and result.elapsed > longest + real and result.trace.max_concurrency() > 1:
+        expect_about(result.elapsed, longest + real,
+                     "your calls overlapped only partly: {measured:.2f} s, but all at once would take "
+                     f"{longest:.2f} s (the longest call) and at most {real:.2f} s more for the real stores' "
+                     "searches. Start every call before awaiting the first.")
+        return
+    # Between the longest search and that plus the real part, the answer is on time: compare it with itself.
+    expect_concurrent(result, calls=calls, longest=min(max(result.elapsed, longest), longest + real), total=total)
+
+
+async def check_retrieve_all(
+    function: Callable[..., Awaitable[Any]], *, stores: Sequence[VectorStore] | None = None
+) -> None:
+    """``retrieve_all(stores, questions, k)``: every search at once, fused with RRF, top-k ids.
+
+    stores: the stores to grade on (default: a fresh RedisStore, PgVectorStore and PineconeStore),
+    real ones included, e.g. ``[RedisStore(), PostgresVectorStore(pool, name="pgvector"),
+    PineconeStore()]``. The checker searches each once itself for the ranking to expect, and the
+    slowest must declare a latency long enough to tell all searches at once from one question at
+    a time at this speed (a simulated store, or a ``PostgresVectorStore`` with a ``delay``).
+    """
     __tracebackhide__ = True
     require_async(function)
-    stores: list[VectorStore] = [RedisStore(), PgVectorStore(), PineconeStore()]
-    latencies = [store.latency.seconds() for store in stores]
+    given = None if stores is None else _given_stores(stores)
+    if given is None:
+        stores = [RedisStore(), PgVectorStore(), PineconeStore()]
+        latencies = [store.latency.seconds() for store in stores]
+        found: list[list[tuple[Any, float]]] = [store.nearest(q, TOP_K) for q in QUESTIONS for store in stores]
+    else:
+        stores = given
+        found = [[(hit, hit.score) for hit in hits]
+                 for hits in (await _search_each(given, QUESTIONS, TOP_K, "stores"))[0]]
     calls = len(stores) * len(QUESTIONS)
-    found = [store.nearest(q, TOP_K) for q in QUESTIONS for store in stores]
     rankings = [[doc.id for doc, _ in pairs] for pairs in found]
     scores = rrf_scores(rankings)
     reference = sorted(scores, key=lambda i: (-scores[i], i))[:TOP_K]
     by_score_sum, by_best_score = _score_rankings(found)
 
-    result = await attempt(function, stores, list(QUESTIONS), TOP_K)
+    result = await attempt(function, list(stores), list(QUESTIONS), TOP_K)
     spans = result.trace.spans
     expect(len(spans) == calls,
            f"expected {calls} searches ({len(stores)} stores × {len(QUESTIONS)} questions), your function made "
@@ -97,7 +234,24 @@ async def check_retrieve_all(function: Callable[..., Awaitable[Any]]) -> None:
            "every question.")
     expect(all(span.key.startswith(f"{TOP_K}:") for span in spans),
            f"search each store for k={TOP_K} hits (store.search(question, k=k)), the depth you were asked for.")
-    expect_concurrent(result, calls=calls, longest=max(latencies), total=len(QUESTIONS) * sum(latencies))
+    if given is None:
+        expect_concurrent(result, calls=calls, longest=max(latencies), total=len(QUESTIONS) * sum(latencies))
+    else:
+        # A real store's search takes milliseconds of wall time: a few hundredths of a simulated second
+        # at speed 20, up to ~1 s when this 2-core machine is busy. Whether such searches overlap each
+        # other is below the timer noise the check forgives, and barely moves the answer's time. What
+        # "all at once" means then is what the learner controls and the trace shows: every search starts
+        # before the first is awaited, so the answer takes as long as its longest search *as measured in
+        # this run* (whatever the real server took this time included), not a round per question.
+        # Tolerance: expect_concurrent's 10 % plus timer slack, and above it the real searches' own time
+        # in this run. Part of that time is the driver's work on this event loop (sending the query,
+        # reading the rows: ~1 ms of wall time for three searches, measured, more on a busy machine),
+        # which delays the start of every search after it; all of it is allowed, as if none of it
+        # overlapped anything, since only the real searches' own measurement says how large it was.
+        # It stays meaningful because the slowest store declares a latency (checked in _given_stores)
+        # far above that: one round per question takes 3 × 0.6 s against 0.6 s and ~0.1-0.3 s of real time.
+        longest, total, real = _search_times(stores, spans, TOP_K)
+        _expect_all_at_once(result, calls, longest, total, real)
     expect_no_leaks(result)
 
     ids = _ids(result.result)
@@ -122,9 +276,33 @@ async def check_retrieve_all(function: Callable[..., Awaitable[Any]]) -> None:
         fail(f"your fused ranking {ids} is not the RRF ranking {reference} ({detail}). Give every id "
              f"1/({RRF_K} + rank) from each list it appears in (rank 1 = best), add them up, sort by the sum, "
              "highest first.")
-    passed(f"retrieve_all: {calls} searches at once in {result.elapsed:.2f} s (the slowest store, "
-           f"{max(latencies):g} s; one after another would take {len(QUESTIONS) * sum(latencies):.1f} s); "
+    if given is None:
+        passed(f"retrieve_all: {calls} searches at once in {result.elapsed:.2f} s (the slowest store, "
+               f"{max(latencies):g} s; one after another would take {len(QUESTIONS) * sum(latencies):.1f} s); "
+               f"fused top {TOP_K}: {ids}.")
+        return
+    measured = ", ".join(f"{store.name} {max(span.duration for span in result.trace.by_service(store.name)):.3f} s"
+                         for store in stores if not _simulated(store))
+    measured = f" (real, measured: {measured} at most)" if measured else ""
+    passed(f"retrieve_all: {calls} searches at once on {', '.join(s.name for s in stores)}{measured} in "
+           f"{result.elapsed:.2f} s (the longest search, {longest:.2f} s; one after another would take {total:.1f} s); "
            f"fused top {TOP_K}: {ids}.")
+
+
+def _given_stores(stores: object) -> list[VectorStore]:
+    """``stores=`` checked: vector stores with distinct names, the slowest slow enough to grade concurrency."""
+    given = _store_list(stores, "stores", "[RedisStore(), PostgresVectorStore(pool, name='pgvector'), PineconeStore()]")
+    _distinct(given, "stores", {})
+    slowest = max(given, key=lambda store: max(_declared(store, q, TOP_K) for q in QUESTIONS))
+    longest = max(_declared(slowest, q, TOP_K) for q in QUESTIONS)
+    if within(2 * longest, longest):  # two rounds would look like one: concurrency cannot be graded
+        raise ValueError(
+            f"stores: the slowest declares {longest:g} s a search ({slowest.name}), too short to tell every search "
+            f"at once from one question at a time at speed {get_speed():g} (timer noise is that large); a real "
+            "store's milliseconds are measured, but cannot carry the check. Include a store with a longer "
+            "latency, e.g. PineconeStore() (0.6 s) or PostgresVectorStore(pool, delay=0.5)."
+        )
+    return given
 
 
 async def _within(
@@ -159,10 +337,23 @@ async def _within(
     return result, still_running
 
 
-async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None:
-    """``retrieve_within(stores, query, deadline)`` → ``(results, failures)`` by store name."""
+#: Where the good stores stand in check_retrieve_within's line-up: the ones ``good=`` replaces, in order.
+GOOD_PLACES = (0, 3)
+
+
+async def check_retrieve_within(
+    function: Callable[..., Awaitable[Any]], *, good: VectorStore | Sequence[VectorStore] | None = None
+) -> None:
+    """``retrieve_within(stores, query, deadline)`` → ``(results, failures)`` by store name.
+
+    good: one or two stores (a real one, e.g. ``PostgresVectorStore(pool, name="postgres")``) that
+    take the places of the line-up's good stores, redis then elastic; the failing, hanging and late
+    stores stay simulated (a real server takes no injected faults). The checker searches each given
+    store once itself for the hits to expect.
+    """
     __tracebackhide__ = True
     require_async(function)
+    supplied = [] if good is None else _given_good(good)
     stores: list[VectorStore] = [
         RedisStore(),                                      # 0.2 s, fine
         PgVectorStore(faults=Faults(error_rate=1.0)),      # fails after 0.4 s
@@ -170,8 +361,21 @@ async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None
         VectorStore(name="elastic", latency=0.5),          # fine
         VectorStore(name="archive", latency=2.5),          # answers, but after the deadline
     ]
-    good, bad = {"redis", "elastic"}, {"pgvector", "pinecone", "archive"}
     expected_ids = {store.name: [doc.id for doc, _ in store.nearest(WITHIN_QUERY, 3)] for store in stores}
+    if supplied:
+        kept = [store for i, store in enumerate(stores) if i not in GOOD_PLACES[:len(supplied)]]
+        _distinct(supplied, "good", {store.name: f"the line-up's {store.name} store" for store in kept})
+        found, own = await _search_each(supplied, [WITHIN_QUERY], 3, "good")
+        for store, hits in zip(supplied, found, strict=True):
+            span = own.by_service(store.name)[0]
+            if span.duration >= WITHIN_DEADLINE:
+                raise ValueError(f"good: {store.name} took {span.duration:.2f} s to answer the checker's own search, "
+                                 f"and a good store must answer within the {WITHIN_DEADLINE:g} s deadline")
+            expected_ids[store.name] = [hit.id for hit in hits]
+        for place, store in zip(GOOD_PLACES, supplied, strict=False):  # one or both places
+            stores[place] = store
+    good_names = {stores[place].name for place in GOOD_PLACES}
+    bad = {"pgvector", "pinecone", "archive"}
 
     result = await attempt(_within, function, stores, WITHIN_QUERY, WITHIN_DEADLINE)
     value, still_running = result.result
@@ -183,8 +387,16 @@ async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None
     expect(isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, Mapping) for v in value),
            f"return a tuple (results, failures) of two dicts keyed by store.name; got {value!r:.120}")
     results, failures = value
-    expect(set(results) == good,
-           f"results should hold the stores that answered in time, {sorted(good)}; yours has {sorted(results)}.")
+    for store in supplied:
+        # A real server on a busy machine may, now and then, take longer than the deadline: then the
+        # answer was right to give up on it, and the check cannot grade it as a good store this time.
+        late = [span for span in result.trace.by_service(store.name)
+                if span.outcome != "ok" and span.duration >= 0.9 * WITHIN_DEADLINE]
+        expect(not late, f"{store.name} did not answer within the {WITHIN_DEADLINE:g} s deadline this time (the real "
+                         "server was slow: a busy machine, not your code), so it could not count as a good store. "
+                         "Run the check again.")
+    expect(set(results) == good_names,
+           f"results should hold the stores that answered in time, {sorted(good_names)}; yours has {sorted(results)}.")
     for name, hits in results.items():
         want = expected_ids[name]
         expect(_ids(hits) == want,
@@ -193,8 +405,8 @@ async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None
     if missing:
         fail(f"{sorted(missing)} failed or missed the deadline, but your failures dict does not say so: "
              "report every store that did not answer (name → what happened), never drop it silently.")
-    expect(not set(failures) & good,
-           f"{sorted(set(failures) & good)} answered in time: they belong in results, not failures.")
+    expect(not set(failures) & good_names,
+           f"{sorted(set(failures) & good_names)} answered in time: they belong in results, not failures.")
     expect(within(result.elapsed, WITHIN_DEADLINE),
            f"retrieve_within took {result.elapsed:.2f} s with a deadline of {WITHIN_DEADLINE:g} s: start every "
            "search at once and wait for all of them together, up to the deadline.")
@@ -204,3 +416,18 @@ async def check_retrieve_within(function: Callable[..., Awaitable[Any]]) -> None
     passed(f"retrieve_within: answered in {result.elapsed:.2f} s (deadline {WITHIN_DEADLINE:g} s) with "
            f"{sorted(results)}; reported {', '.join(f'{n}: {str(failures[n])[:40]}' for n in sorted(bad))}; "
            "nothing left running.")
+
+
+def _given_good(good: object) -> list[VectorStore]:
+    """``good=`` checked: one store or a list of one or two, each declared quicker than the deadline."""
+    example = "PostgresVectorStore(pool, name='postgres')"
+    supplied = _store_list(good, "good", f"[{example}]") if isinstance(good, (list, tuple)) else [_store(good, "good")]
+    if len(supplied) > len(GOOD_PLACES):
+        raise ValueError(f"good takes at most {len(GOOD_PLACES)} stores (the line-up's good ones, redis and elastic), "
+                         f"got {len(supplied)}: {[store.name for store in supplied]}")
+    for store in supplied:
+        declared = _declared(store, WITHIN_QUERY, 3)
+        if declared >= WITHIN_DEADLINE or within(declared, WITHIN_DEADLINE):
+            raise ValueError(f"good: {store.name} declares {declared:g} s a search, and a good store must answer well "
+                             f"within the {WITHIN_DEADLINE:g} s deadline; give it a shorter latency or delay")
+    return supplied
