@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
 from asynclab.palette import CANCELLED, CONCURRENT
+from asynclab.timeline import ready
 
 __all__ = ["STATES", "TRANSITIONS", "plot_event_loop"]
 
@@ -145,4 +146,4 @@ def plot_event_loop(highlight: str | Iterable[str] | None = None, title: str | N
                 linespacing=1.2, zorder=4,
                 bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.9})
     ax.set_title(title if title is not None else "The event loop and the life of a task", fontsize=14)
-    return fig
+    return ready(fig)

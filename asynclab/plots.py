@@ -31,7 +31,17 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from asynclab.palette import CONCURRENT, FALLBACK, SEQUENTIAL
-from asynclab.timeline import ONE_ROW_EACH, SECONDS, Legend, add_legend, draw_timeline, extent, panel_rows, span_label
+from asynclab.timeline import (
+    ONE_ROW_EACH,
+    SECONDS,
+    Legend,
+    add_legend,
+    draw_timeline,
+    extent,
+    panel_rows,
+    ready,
+    span_label,
+)
 from asynclab.tracing import Trace
 
 __all__ = [
@@ -112,7 +122,7 @@ def plot_timeline(recorded: Trace, title: str | None = None) -> Figure:
     title = _check_title(title)
     fig = plt.figure(figsize=(10, 1.6 + 0.3 * panel_rows(recorded)), layout="constrained")
     add_legend(fig, draw_timeline(fig.add_subplot(), recorded, title))
-    return fig
+    return ready(fig)
 
 
 def plot_timelines(traces: Mapping[str, Trace], title: str | None = None) -> Figure:
@@ -144,7 +154,7 @@ def plot_timelines(traces: Mapping[str, Trace], title: str | None = None) -> Fig
     if title:
         fig.suptitle(title)
     add_legend(fig, legend)
-    return fig
+    return ready(fig)
 
 
 # -- bars and curves ---------------------------------------------------------------------------
@@ -184,7 +194,7 @@ def plot_sum_vs_max(
                        Patch(facecolor="white", edgecolor="dimgrey", hatch="//",
                              label="predicted from the calls' durations")],
               loc="upper right", fontsize="small")
-    return fig
+    return ready(fig)
 
 
 def plot_scaling(
@@ -232,4 +242,4 @@ def plot_scaling(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return fig
+    return ready(fig)

@@ -23,6 +23,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+import matplotlib
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
@@ -36,7 +37,9 @@ from asynclab.clock import now
 from asynclab.palette import CANCELLED, FAILED, colour_key, service_colour
 from asynclab.tracing import Span, Trace
 
-__all__ = ["ONE_ROW_EACH", "SECONDS", "Legend", "add_legend", "draw_timeline", "extent", "panel_rows", "span_label"]
+__all__ = [
+    "ONE_ROW_EACH", "SECONDS", "Legend", "add_legend", "draw_timeline", "extent", "panel_rows", "ready", "span_label",
+]
 
 SECONDS = "time (simulated seconds)"
 #: Above this many spans a timeline packs spans into shared lanes instead of one row each.
@@ -228,6 +231,21 @@ def panel_rows(recorded: Trace) -> int:
     spans = sorted(recorded.spans, key=lambda s: (s.queued, s.start))
     _, n_lanes = _lanes(spans, recorded.start + extent(recorded)[1])
     return min(max(n_lanes, 3), 20)  # a few calls after one another are not a 20-row block
+
+
+def ready(fig: Figure) -> Figure:
+    """Hand a finished figure to the notebook, drawn once rather than twice.
+
+    Under Jupyter's inline backend a new figure is drawn twice at the end of its cell: pyplot's
+    post-execute hook draws every stale figure on its canvas (``draw_idle`` draws at once on a
+    canvas with no screen), then the backend draws it again into the PNG it shows. The first
+    draw is thrown away, and it is a third of a plot's CPU. A figure that is marked not stale
+    skips it; anything the learner changes afterwards marks it stale again. Other backends
+    (a script, ``%matplotlib widget``) draw as they always do.
+    """
+    if "inline" in matplotlib.get_backend():
+        fig.stale = False
+    return fig
 
 
 def add_legend(fig: Figure, legend: Legend) -> None:

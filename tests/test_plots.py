@@ -373,3 +373,32 @@ async def test_many_calls_in_one_lane_make_a_short_panel_with_one_lane_tick(fast
     assert panel_rows(t) == 3
     fig = plot_timeline(t)
     assert list(fig.axes[0].get_yticks()) == [0]
+
+
+def test_a_package_figure_is_drawn_once_under_jupyters_inline_backend() -> None:
+    """The inline backend shows the figure (one PNG) without pyplot's throw-away draw before it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from asynclab.course import kernel_config
+
+    cell = (
+        "import matplotlib.pyplot as plt\n"
+        "from asynclab import Trace, plot_timeline\n"
+        "draws = []\n"
+        "fig = plot_timeline(Trace(), title='empty')\n"
+        "fig.canvas.mpl_connect('draw_event', lambda event: draws.append(event.name))\n"
+        "plain, ax = plt.subplots()   # a learner's own figure: pyplot draws it as always\n"
+        "plain_draws = []\n"
+        "plain.canvas.mpl_connect('draw_event', lambda event: plain_draws.append(event.name))\n"
+    )
+    nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
+    nb.cells = [nbformat.v4.new_code_cell(cell), nbformat.v4.new_code_cell("print(len(draws), len(plain_draws))")]  # type: ignore[no-untyped-call]
+    env = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    NotebookClient(nb, kernel_name="python3", config=kernel_config(), env=env).execute()
+    shown = [out for out in nb.cells[0].outputs if "image/png" in out.get("data", {})]
+    assert len(shown) == 2  # both figures are shown
+    # Saving the PNG draws twice (constrained layout without rendering, then the pixels); the
+    # learner's figure is also drawn once before that by pyplot's hook, the package's is not.
+    ours, theirs = map(int, nb.cells[1].outputs[0]["text"].split())
+    assert (ours, theirs) == (2, 3)

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from asynclab.inference.report import ServingReport
 from asynclab.palette import service_colour
+from asynclab.timeline import ready
 
 __all__ = ["plot_batches"]
 
@@ -92,4 +93,4 @@ def plot_batches(reports: ServingReport | Sequence[ServingReport], *, until: flo
         bottom.legend(loc="upper right", fontsize=8)
     fig.suptitle("Who is in each forward pass (grey line: queued; bar: in the batch)")
     fig.tight_layout()
-    return fig
+    return ready(fig)
