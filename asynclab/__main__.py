@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     course.add_argument("--speed", type=_speed, default=20.0, help="simulated seconds per wall second (20)")
     course.add_argument("--only", nargs="+", type=_lesson, default=(), metavar="NN", help="lesson numbers, e.g. 00 02")
     course.add_argument("--write", action="store_true", help="store the outputs in the notebooks")
-    course.add_argument("--jobs", type=_jobs, default=2, help="notebooks run at once (2)")
+    course.add_argument("--jobs", type=_jobs, default=None,
+                        help="notebooks run at once (default: one per core, plus one)")
 
     lab = commands.add_parser(
         "lab", allow_abbrev=False, help="open the lessons in JupyterLab (other options go to jupyter lab)",

@@ -11,20 +11,33 @@ may fail; any other failing cell fails the notebook and the command exits non-ze
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NotebookRun", "find_notebooks", "kernel_config", "run_course", "run_notebook"]
+__all__ = [
+    "NotebookRun", "default_jobs", "expected_seconds", "find_notebooks", "kernel_config", "run_course", "run_notebook",
+]
 
 #: The default course speed: a 1.2 s LLM call takes 60 ms, timings stay readable and honest.
 COURSE_SPEED = 20.0
+
+#: Wall seconds a notebook costs before its first cell: a kernel starts, imports, shuts down.
+KERNEL_SECONDS = 1.5
+
+
+def default_jobs() -> int:
+    """One notebook per core, and one more: a notebook spends about a third of its time waiting
+    on simulated seconds, and a third kernel fills that time on the cores."""
+    return (os.cpu_count() or 1) + 1
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,34 @@ def _cell_seconds(cell: Any) -> float:
     return max((end - start).total_seconds(), 0.0)
 
 
+def expected_seconds(path: Path) -> float:
+    """How long a notebook ran last time, from the cell timings stored with its outputs.
+
+    Used only to start the longest notebooks first, so that the short ones fill the cores at
+    the end rather than one long notebook running alone; a notebook without stored timings
+    (never run with ``--write``) counts as long, so it starts early.
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError):
+        return math.inf
+    seconds = [_cell_seconds(cell) for cell in nb.cells if cell.cell_type == "code"]
+    return KERNEL_SECONDS + sum(seconds) if any(seconds) else math.inf
+
+
+def _failure(report: str) -> str:
+    """The error line of a failed cell, with the source line it failed on (an assert says what)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip() for line in report.strip().splitlines()]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        return ""
+    failed_at = [line.split("---->", 1)[1].strip() for line in lines if "---->" in line]
+    where = f" at `{failed_at[-1].split(maxsplit=1)[-1]}`" if failed_at else ""
+    return f"{lines[-1]}{where}"
+
+
 def kernel_config() -> Any:
     """Config for the kernel managers the course starts: CurveZMQ keys when pyzmq can make them.
 
@@ -100,7 +141,7 @@ def run_notebook(path: Path, speed: float = COURSE_SPEED, write: bool = False, t
     try:
         client.execute()
     except CellExecutionError as exc:
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+        error = _failure(str(exc)) or repr(exc)
     except Exception as exc:  # a dead kernel or a timeout: report it, never hide it
         error = f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - started
@@ -115,20 +156,27 @@ def run_course(
     only: Sequence[str] = (),
     speed: float = COURSE_SPEED,
     write: bool = False,
-    jobs: int = 2,
+    jobs: int | None = None,
 ) -> list[NotebookRun]:
-    """Run every notebook, ``jobs`` at a time, printing progress as each one finishes."""
+    """Run every notebook, ``jobs`` at a time (longest first), printing each as it finishes.
+
+    Returns the runs in course order (each lesson, then its solutions).
+    """
     paths = find_notebooks(directory or default_dir(), only)
-    runs: list[NotebookRun] = []
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_notebook, path, speed, write) for path in paths]
-        for future in futures:
+    jobs = default_jobs() if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1 (notebooks run at once), got {jobs!r}")
+    longest_first = sorted(paths, key=expected_seconds, reverse=True)
+    runs: dict[Path, NotebookRun] = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run_notebook, path, speed, write) for path in longest_first]
+        for future in as_completed(futures):
             run = future.result()
-            runs.append(run)
+            runs[run.path] = run
             status = "ok" if run.ok else "FAILED"
             print(f"[{len(runs):>2}/{len(paths)}] {_name(run.path):<56} {status:<6} "
                   f"{run.wall:5.1f} s wall", flush=True)
-    return runs
+    return [runs[path] for path in paths]
 
 
 def _name(path: Path) -> str:
@@ -148,7 +196,7 @@ def print_table(runs: Sequence[NotebookRun], speed: float) -> None:
         print(f"  {_name(run.path)}: {run.error}", file=sys.stderr)
 
 
-def main(only: Sequence[str] = (), speed: float = COURSE_SPEED, write: bool = False, jobs: int = 2) -> int:
+def main(only: Sequence[str] = (), speed: float = COURSE_SPEED, write: bool = False, jobs: int | None = None) -> int:
     started = time.perf_counter()
     runs = run_course(only=only, speed=speed, write=write, jobs=jobs)
     print_table(runs, speed)
