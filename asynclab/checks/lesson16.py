@@ -34,7 +34,7 @@ from asynclab.checks import (
     passed,
     require_async,
 )
-from asynclab.clock import now, sleep
+from asynclab.clock import get_speed, now, sleep
 from asynclab.reranker import rerank
 from asynclab.services import LLM, VectorStore
 from asynclab.serving import BackgroundServer
@@ -55,15 +55,18 @@ __all__ = [
 #: Exercise 1: jobs the app runs at once (its worker tasks).
 WORKERS = 3
 #: Exercise 1: simulated seconds one job's work takes.
-JOB_SECONDS = 1.0
+JOB_SECONDS = 0.5
 #: Exercise 1: the texts submitted, one job each; the empty one makes ``work`` raise.
 TEXTS = (*(doc.text for doc in load_corpus()[40:43]), "", *(doc.text for doc in load_corpus()[43:46]))
 EMPTY = "the text is empty: nothing to summarize"
 #: Exercise 1: simulated seconds between two looks at the unfinished jobs.
 POLL = 0.25
-#: Exercise 1: simulated seconds the jobs get to finish: one worker alone needs 7 s; 3 s more
+#: Exercise 1: simulated seconds the jobs get to finish: one worker alone needs 3.5 s; 3 s more
 #: absorb the HTTP round trips and a busy machine's stalls.
 FINISH_WITHIN = len(TEXTS) * JOB_SECONDS + 3.0
+#: Exercise 1: simulated seconds with no work running and no status changing after which the
+#: unfinished jobs are taken as stuck (twice a job's time: a free worker takes a job at once).
+QUIET = 2 * JOB_SECONDS
 #: Exercise 1: wall seconds a stopping app's lifespan gets to end. A lifespan that cancels its
 #: workers ends in milliseconds; one that waits for workers that never end would never end.
 SHUTDOWN_GRACE = 1.0
@@ -225,13 +228,18 @@ def _check_submitted(replies: list[tuple[httpx.Response, float]], work: _Work) -
     return ids
 
 
-async def _poll(client: httpx.AsyncClient, ids: list[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """Every status each job went through, and each job's last body; until all ended or FINISH_WITHIN."""
+async def _poll(client: httpx.AsyncClient, ids: list[str], work: _Work) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Every status each job went through, and each job's last body.
+
+    Until every job has ended; or FINISH_WITHIN has passed; or no work has run and no status has
+    changed for QUIET (a worker that died leaves its jobs waiting for nobody: no need to wait longer).
+    """
     __tracebackhide__ = True
     seen: dict[str, list[str]] = {job_id: [] for job_id in ids}
     last: dict[str, Any] = {}
-    started = now()
+    started = calm_since = now()
     while True:
+        before = [list(statuses) for statuses in seen.values()]
         replies = await asyncio.gather(*(client.get(f"/jobs/{job_id}") for job_id in ids
                                          if last.get(job_id, {}).get("status") not in ("done", "failed")))
         for reply in replies:
@@ -250,6 +258,10 @@ async def _poll(client: httpx.AsyncClient, ids: list[str]) -> tuple[dict[str, li
                 seen[job_id].append(str(status))
             last[job_id] = body
         if all(last[job_id]["status"] in ("done", "failed") for job_id in ids) or now() - started > FINISH_WITHIN:
+            return seen, last
+        if work.in_flight or before != list(seen.values()):
+            calm_since = now()
+        elif now() - calm_since > QUIET:
             return seen, last
         await sleep(POLL)
 
@@ -311,7 +323,7 @@ async def _drive(app: _WatchedLifespan, work: _Work) -> tuple[float, float]:
             replies = await asyncio.gather(*(_submit(client, text) for text in TEXTS))
             ids = _check_submitted(replies, work)
             slowest = max(answered for _, answered in replies) - started
-            seen, last = await _poll(client, ids)
+            seen, last = await _poll(client, ids, work)
             unknown = await client.get("/jobs/no-such-job")
             _check_jobs(ids, seen, last, work)
             expect(unknown.status_code == 404,
@@ -357,7 +369,40 @@ QUESTIONS = (
     "How do I detect prompt injection?",
     "What is time to first token?",
 )
-CANDIDATES = 12
+CANDIDATES = 6
+
+
+class _WatchedFuture(Future[Any]):
+    """A pool future as the learner gets it: it notes a blocking wait for its result on the loop's thread.
+
+    ``loop.run_in_executor`` reads the result only once the future is done; ``pool.map(...)`` or
+    ``future.result()`` in ``async def`` wait for it, and the loop with them.
+    """
+
+    def __init__(self, pool: _SharedPool, inner: Future[Any]) -> None:
+        super().__init__()
+        self._shared, self._inner = pool, inner
+
+    def copy(self, inner: Future[Any]) -> None:
+        self._shared._done()
+        if self.cancelled():
+            return
+        if inner.cancelled():
+            self.cancel()
+            self.set_running_or_notify_cancel()
+        elif (error := inner.exception()) is not None:
+            self.set_exception(error)
+        else:
+            self.set_result(inner.result())
+
+    def cancel(self) -> bool:
+        self._inner.cancel()
+        return super().cancel()
+
+    def result(self, timeout: float | None = None) -> Any:
+        if not self.done() and asyncio.events._get_running_loop() is not None:
+            self._shared.blocked += 1
+        return super().result(timeout)
 
 
 class _SharedPool(Executor):
@@ -367,20 +412,22 @@ class _SharedPool(Executor):
         self._pool = pool
         self._lock = threading.Lock()  # done-callbacks run in the pool's manager thread
         self.submitted = self.in_flight = self.peak = 0
+        self.blocked = 0  # times a result was waited for on a thread that runs an event loop
         self.shut_down = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         if self.shut_down:
             raise RuntimeError("cannot schedule new futures after shutdown")
-        future = self._pool.submit(fn, *args, **kwargs)
+        inner = self._pool.submit(fn, *args, **kwargs)
         with self._lock:
             self.submitted += 1
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
-        future.add_done_callback(self._done)
-        return future
+        outer = _WatchedFuture(self, inner)
+        inner.add_done_callback(outer.copy)
+        return outer
 
-    def _done(self, _: Future[Any]) -> None:
+    def _done(self) -> None:
         with self._lock:
             self.in_flight -= 1
 
@@ -398,14 +445,6 @@ async def check_rerank_all(function: Callable[..., Any], pool: object) -> None:
     expect(isinstance(pool, ProcessPoolExecutor),
            f"pass the notebook's process pool (a ProcessPoolExecutor), got {type(pool).__name__}")
     assert isinstance(pool, ProcessPoolExecutor)
-    loop = asyncio.get_running_loop()
-    reference = VectorStore(latency=0)
-    candidates = [[doc for doc, _ in reference.nearest(q, CANDIDATES)] for q in QUESTIONS]
-    # The expected answers, computed in the same pool (and each one's CPU time, to tell later
-    # whether the learner's re-ranks ran on this thread).
-    expected = await asyncio.gather(*(loop.run_in_executor(pool, timed, rerank, q, c)
-                                      for q, c in zip(QUESTIONS, candidates, strict=True)))
-    rerank_cpu = sum(ran.cpu for ran in expected)
     shared = _SharedPool(pool)
     store = VectorStore()
     on_loop = time.thread_time()
@@ -415,23 +454,30 @@ async def check_rerank_all(function: Callable[..., Any], pool: object) -> None:
     except ExerciseFailed as exc:
         result, failed = None, exc.hint
     on_loop = time.thread_time() - on_loop
-    # Re-ranks on the loop's thread show as that thread's CPU time (the searches and the pickling
-    # cost a few ms); half of what the re-ranks cost in the pool leaves room for a faster worker.
-    ran_here = on_loop > 0.5 * rerank_cpu
-    if shared.submitted == 0 and ran_here:
+    frozen = failed.startswith("the event loop was frozen")
+    if failed and not frozen:
+        fail(failed)  # not done yet, an error, a leak: as attempt() says it
+    # The expected answers, computed in the same pool, with each one's CPU time: re-ranks run on
+    # the loop's thread show as that thread's CPU time (the searches and the pickling cost a few
+    # ms); half of what they cost in the pool leaves room for a faster worker.
+    loop = asyncio.get_running_loop()
+    reference = VectorStore(latency=0)
+    candidates = [[doc for doc, _ in reference.nearest(q, CANDIDATES)] for q in QUESTIONS]
+    expected = await asyncio.gather(*(loop.run_in_executor(pool, timed, rerank, q, c)
+                                      for q, c in zip(QUESTIONS, candidates, strict=True)))
+    rerank_cpu = sum(ran.cpu for ran in expected)
+    if shared.submitted == 0 and on_loop > 0.5 * rerank_cpu:
         fail(f"your re-ranks ran on the event loop's thread ({on_loop:.2f} s of CPU there): while rerank computes, "
              "nothing else in this process runs. Send each one to the pool: "
              "`await loop.run_in_executor(pool, rerank, question, hits)`.")
-    if shared.submitted == 0 and (failed.startswith("the event loop was frozen") or not failed):
+    if shared.submitted == 0:
         fail("your re-ranks never reached the process pool: asyncio.to_thread (or run_in_executor(None, ...)) runs "
              "them in threads of this process, and threads take turns holding the GIL: one re-rank at a time, and "
              "the loop itself waits for its turn (it may stall). "
              "Use `await loop.run_in_executor(pool, rerank, question, hits)`.")
-    if failed.startswith("the event loop was frozen") and shared.submitted:
+    if frozen or shared.blocked:
         fail("the loop was frozen while the pool worked: pool.map(...) or future.result() block until the results "
              "are there. Await them instead: `await loop.run_in_executor(pool, rerank, question, hits)`.")
-    if failed:
-        fail(failed)
     assert result is not None
     expect_no_leaks(result)
     if shared.shut_down:
@@ -459,6 +505,6 @@ async def check_rerank_all(function: Callable[..., Any], pool: object) -> None:
         if pairs != want.value:
             fail(f"for {question!r} expected rerank(question, hits, k=3) = {want.value!r:.160}, got {got!r:.160}. "
                  f"Search with k={CANDIDATES}, re-rank those hits, keep the questions' order (gather keeps it).")
-    passed(f"rerank_all: {len(QUESTIONS)} searches at once, {len(QUESTIONS)} re-ranks in the pool "
-           f"({shared.peak} in flight at once, {rerank_cpu:.2f} s of CPU off the loop); the loop never froze; "
-           f"results in order, in {result.elapsed:.2f} s.")
+    passed(f"rerank_all: {len(QUESTIONS)} searches at once, {len(QUESTIONS)} re-ranks in the pool ({shared.peak} in "
+           f"flight at once, {rerank_cpu * 1000:.0f} ms of CPU off the loop), the loop never frozen; results in "
+           f"order, in {result.elapsed / get_speed() * 1000:.0f} ms of wall time.")
