@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0: any free port)")
     serve.add_argument("--speed", type=_speed, default=None,
                        help="simulated seconds per wall second (default: ASYNCLAB_SPEED or 1)")
+    serve.add_argument("--access-log", action="store_true", help="log one line per request (off: it costs CPU)")
 
     args, jupyter_args = parser.parse_known_args(argv)
     if jupyter_args and args.command != "lab":  # only `lab` passes options on (to JupyterLab)
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (problem := speed_error()) is not None:  # every command runs on the clock, or starts kernels that do
         return _fail(args.command, problem)
     if args.command == "serve":
-        return _serve(args.host, args.port, args.speed)
+        return _serve(args.host, args.port, args.speed, args.access_log)
     if args.command == "demo":
         from asynclab.demo import main as demo_main
 
@@ -119,13 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.error(f"unknown command {args.command!r}")
 
 
-def _serve(host: str, port: int, speed: float | None) -> int:
+def _serve(host: str, port: int, speed: float | None, access_log: bool = False) -> int:
     """Run uvicorn in the foreground until Ctrl-C."""
     import uvicorn
 
     from asynclab.clock import get_speed, set_speed
     from asynclab.server import create_app
-    from asynclab.serving import bind, is_loopback
+    from asynclab.serving import bind, is_loopback, server_config
 
     if speed is not None:
         set_speed(speed)
@@ -138,7 +139,7 @@ def _serve(host: str, port: int, speed: float | None) -> int:
     print(f"asynclab services on {url} (docs: {url}/docs), speed {get_speed():g}; Ctrl-C to stop", flush=True)
     if not is_loopback(host):
         print(f"note: listening on {host}, reachable from other machines", flush=True)
-    uvicorn.Server(uvicorn.Config(create_app(), log_level="info")).run(sockets=[sock])
+    uvicorn.Server(server_config(create_app(), log_level="info", access_log=access_log)).run(sockets=[sock])
     return 0
 
 
