@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     course.add_argument("--only", nargs="+", type=_lesson, default=(), metavar="NN", help="lesson numbers, e.g. 00 02")
     course.add_argument("--write", action="store_true", help="store the outputs in the notebooks")
     course.add_argument("--jobs", type=_jobs, default=None,
-                        help="notebooks run at once (default: one per core, plus one)")
+                        help="notebooks run at once (default: one per core)")
 
     lab = commands.add_parser(
         "lab", allow_abbrev=False, help="open the lessons in JupyterLab (other options go to jupyter lab)",

@@ -36,10 +36,10 @@ def test_a_notebook_never_run_counts_as_the_longest(tmp_path: Path) -> None:
     assert expected_seconds(tmp_path / "missing.ipynb") == math.inf
 
 
-def test_the_default_is_one_notebook_per_core_and_one_more() -> None:
+def test_the_default_is_one_notebook_per_core() -> None:
     import os
 
-    assert default_jobs() == (os.cpu_count() or 1) + 1
+    assert default_jobs() == (os.cpu_count() or 1)
 
 
 def test_the_longest_notebook_starts_first_and_the_table_keeps_course_order(tmp_path: Path) -> None:
