@@ -22,8 +22,26 @@ process (as the README shows; the SDK's client then has this process to itself, 
 beside a real provider), and the official ``openai`` package (one ``AsyncOpenAI`` with its
 defaults) against its ``/v1`` API: the time to the first streamed chunk (median of 10 streams,
 one at a time) over the model's time to first token, and N concurrent chat completions through
-the SDK over N direct ``llm.chat`` calls in this process (best of 3, or of ``--repeat``).
-"CPU ms/call" there is this process's: the client's side only.
+the SDK over N direct ``llm.chat`` calls in this process (best of 3, or of ``--repeat``). Two
+more rows put that ratio in context; the printed ratio is always the default client's:
+
+- sdk+aiohttp: the same calls through the SDK's documented aiohttp transport,
+  ``AsyncOpenAI(..., http_client=DefaultAioHttpClient())`` (``pip install 'openai[aiohttp]'``);
+- sdk→no-op: the default client against ``support/noop_server.py``, a server in its own process
+  that does no work (the same answer after the same latency): the floor for any server.
+
+"client CPU ms/call" is this process's, "server CPU ms/call" the server process's (from /proc).
+
+Where the time goes (issue 9): the extra wall time is about the client's CPU time, all of it.
+The 100 calls go through this process's one thread twice. Going out, httpcore writes a request's
+headers, yields, and writes its body only after most other calls have been built and have sent
+their headers, so the server starts the model for all 100 within a few tens of ms, once nearly
+every call is out; 0.98 s later the 100 answers arrive together and wait in line to be read and
+parsed. The default transport spends ~2.3-4 ms of CPU per call on this 2-core machine (more when
+it is busy), about a quarter of it in httpcore's pool probing every idle connection's socket for
+each request and each answer. The server's ~0.7 ms per request runs on the other core meanwhile
+and hides behind that line: against the no-op server the ratio is the same within noise. The
+aiohttp transport halves the client's CPU per call, and the ratio falls with it.
 
 The last lines are ``http_overhead_ratio=<server time / direct time>``,
 ``sdk_ttft_ratio=<first chunk via the SDK / the model's time to first token>`` and
@@ -53,10 +71,12 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
+from openai.types.chat import ChatCompletionMessageParam  # noqa: E402
 
 from asynclab import LLM, at_speed, get_speed, now  # noqa: E402
 from asynclab.client import ServiceClient  # noqa: E402
@@ -64,28 +84,46 @@ from asynclab.server import create_app  # noqa: E402
 from asynclab.serving import BackgroundServer  # noqa: E402
 
 PROMPT = "What is time to first token?"
-CHAT = [{"role": "user", "content": PROMPT}]
+CHAT: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
 
 
 class Run:
-    """One timed fan-out: wall seconds, simulated seconds and CPU seconds (all threads)."""
+    """One timed fan-out: wall seconds, simulated seconds, CPU seconds (all threads) of this
+    process and of the server's process (nan when it has none or it cannot be read)."""
 
-    __slots__ = ("cpu", "sim", "wall")
+    __slots__ = ("cpu", "server_cpu", "sim", "wall")
 
-    def __init__(self, wall: float, sim: float, cpu: float) -> None:
-        self.wall, self.sim, self.cpu = wall, sim, cpu
+    def __init__(self, wall: float, sim: float, cpu: float, server_cpu: float = math.nan) -> None:
+        self.wall, self.sim, self.cpu, self.server_cpu = wall, sim, cpu, server_cpu
 
 
-async def fan_out(n: int, call: Callable[[], Awaitable[object]]) -> Run:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far; nan where /proc is missing.
+
+    In clock ticks (10 ms): over 100 calls, 0.1 ms per call.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def fan_out(n: int, call: Callable[[], Awaitable[object]], server: int | None = None) -> Run:
     gc.collect()
+    served = process_cpu(server) if server is not None else math.nan
     wall, sim, cpu = time.perf_counter(), now(), time.process_time()
     await asyncio.gather(*(call() for _ in range(n)))
-    return Run(time.perf_counter() - wall, now() - sim, time.process_time() - cpu)
+    run = Run(time.perf_counter() - wall, now() - sim, time.process_time() - cpu)
+    if server is not None:
+        run.server_cpu = process_cpu(server) - served
+    return run
 
 
-async def best(repeat: int, n: int, call: Callable[[], Awaitable[object]]) -> Run:
+async def best(repeat: int, n: int, call: Callable[[], Awaitable[object]], server: int | None = None) -> Run:
     await fan_out(min(n, 20), call)  # warm up: connections, caches, first-use code paths
-    runs = [await fan_out(n, call) for _ in range(repeat)]
+    runs = [await fan_out(n, call, server) for _ in range(repeat)]
     return min(runs, key=lambda run: run.wall)
 
 
@@ -102,7 +140,7 @@ async def through_pools(url: str, n: int, limits: httpx.Limits | None, clients: 
 async def first_chunk(client: AsyncOpenAI) -> float:
     """Simulated seconds from the request to the first streamed chunk with content."""
     start = now()
-    stream = await client.chat.completions.create(model="assistant", messages=CHAT, stream=True)  # type: ignore[arg-type]
+    stream = await client.chat.completions.create(model="assistant", messages=CHAT, stream=True)
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             break
@@ -112,10 +150,13 @@ async def first_chunk(client: AsyncOpenAI) -> float:
 
 
 @contextlib.asynccontextmanager
-async def served_elsewhere(speed: float) -> AsyncIterator[str]:
-    """``python -m asynclab serve`` on a free port in a child process, for as long as the block runs."""
-    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: the access log never blocks it
-        command = [sys.executable, "-m", "asynclab", "serve", "--port", "0", "--speed", f"{speed:g}"]
+async def served_elsewhere(command: list[str]) -> AsyncIterator[tuple[str, int]]:
+    """A server started by ``command`` in a child process, for as long as the block runs: (its URL, its pid).
+
+    The command prints a line with `` on http://HOST:PORT `` once its port is bound, and answers
+    ``GET /health`` with 200 once it listens.
+    """
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a chatty server never blocks on it
         child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             url = None
@@ -123,10 +164,10 @@ async def served_elsewhere(speed: float) -> AsyncIterator[str]:
             while url is None:
                 if child.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise RuntimeError(f"python -m asynclab serve did not start:\n{log.read()}")
+                    raise RuntimeError(f"{' '.join(command[1:3])} did not start:\n{log.read()}")
                 await asyncio.sleep(0.05)
                 log.seek(0)
-                found = re.search(r"asynclab services on (http://\S+) ", log.read())
+                found = re.search(r" on (http://\S+) ", log.read())
                 url = found.group(1) if found else None
             async with httpx.AsyncClient() as http:  # the port is bound before uvicorn listens on it
                 while time.monotonic() < deadline:
@@ -134,7 +175,7 @@ async def served_elsewhere(speed: float) -> AsyncIterator[str]:
                         if (await http.get(f"{url}/health")).status_code == 200:
                             break
                     await asyncio.sleep(0.05)
-            yield url
+            yield url, child.pid
         finally:
             child.send_signal(signal.SIGINT)  # Ctrl-C: uvicorn shuts down gracefully
             try:
@@ -144,32 +185,73 @@ async def served_elsewhere(speed: float) -> AsyncIterator[str]:
                 child.wait()
 
 
-async def through_sdk(url: str, llm: LLM, n: int, repeat: int) -> tuple[float, float]:
+def aiohttp_client() -> Any:
+    """The SDK's documented aiohttp transport, or None when ``openai[aiohttp]`` is not installed."""
+    try:
+        from openai import DefaultAioHttpClient
+
+        return DefaultAioHttpClient()
+    except (ImportError, RuntimeError):  # an older SDK, or the SDK without its aiohttp extra
+        return None  # (Any: the SDK's client class is httpx's, or its fork's in newer SDKs)
+
+
+async def sdk_calls(
+    url: str, n: int, repeat: int, server: int, http_client: Any = None
+) -> Run:
+    """N concurrent chat completions through one ``AsyncOpenAI`` (best of ``repeat``)."""
+    options = {} if http_client is None else {"http_client": http_client}
+    async with AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, **options) as client:
+        call = lambda: client.chat.completions.create(model="assistant", messages=CHAT)  # noqa: E731
+        return await best(repeat, n, call, server)
+
+
+async def through_sdk(url: str, pid: int, llm: LLM, n: int, repeat: int) -> tuple[float, float]:
     """The SDK path: (time to first chunk / the model's, N SDK calls / N direct llm.chat calls)."""
     model_ttft = llm.stream_latency.first_token
     async with AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
         await first_chunk(client)  # warm up: the connection, the SDK's models
         ttfts = [await first_chunk(client) for _ in range(10)]
-        # Best of 3 at least: on a shared 2-core machine one run in a few lands on a busy moment.
-        direct = await best(max(repeat, 3), n, lambda: llm.chat(CHAT))
-        sdk = await best(max(repeat, 3), n, lambda: client.chat.completions.create(model="assistant", messages=CHAT))  # type: ignore[arg-type]
-    ttft = statistics.median(ttfts)
+    # Best of 3 at least: on a shared 2-core machine one run in a few lands on a busy moment.
+    repeat = max(repeat, 3)
+    direct = await best(repeat, n, lambda: llm.chat(CHAT))
+    runs = {"sdk": await sdk_calls(url, n, repeat, pid)}
+    transport = aiohttp_client()
+    if transport is not None:
+        runs["sdk+aiohttp"] = await sdk_calls(url, n, repeat, pid, transport)
+    # The floor: the same SDK calls against a server that does nothing but answer, with the same
+    # body after the model's latency. What the SDK path costs beyond it is the real server's.
     reply = await llm.chat(CHAT)
-    print(f"\nThe official SDK (openai {openai.__version__}, one AsyncOpenAI) against /v1 of"
-          " `python -m asynclab serve`")
+    async with httpx.AsyncClient() as http:
+        body = (await http.post(f"{url}/v1/chat/completions", json={"model": "assistant", "messages": CHAT})).text
+    delay = llm.stream_latency.seconds(n=reply.usage.completion_tokens) / get_speed()
+    noop = [sys.executable, os.path.join(_here, "support", "noop_server.py"), f"{delay!r}", body]
+    async with served_elsewhere(noop) as (noop_url, noop_pid):
+        runs["sdk→no-op"] = await sdk_calls(noop_url, n, repeat, noop_pid)
+
+    ttft = statistics.median(ttfts)
+    print(f"\nThe official SDK (openai {openai.__version__}) against /v1 of `python -m asynclab serve`")
     print(f"time to first streamed chunk: median {ttft:.3f} s (min {min(ttfts):.3f}, max {max(ttfts):.3f})"
           f" vs the model's {model_ttft:g} s")
     print(f"{n} concurrent chat completions of {reply.usage.completion_tokens} tokens ({llm.stream_latency!r})")
-    print(f"{'path':<8} {'wall s':>8} {'sim s':>7} {'calls/s':>9} {'CPU ms/call':>12} {'extra ms/call':>14}")
-    for name, run in (("direct", direct), ("sdk", sdk)):
+    print("  sdk: AsyncOpenAI(base_url=..., api_key=...), its default httpx transport")
+    if transport is None:
+        print("  sdk+aiohttp: skipped, pip install 'openai[aiohttp]' to measure it")
+    else:
+        print("  sdk+aiohttp: AsyncOpenAI(..., http_client=DefaultAioHttpClient()), the SDK's aiohttp transport")
+    print("  sdk→no-op: the default AsyncOpenAI against benchmarks/support/noop_server.py (same answer, same latency,"
+          " no work): the client's own overhead")
+    print(f"{'path':<12} {'wall s':>7} {'sim s':>6} {'calls/s':>8} {'client CPU ms/call':>19}"
+          f" {'server CPU ms/call':>19} {'extra ms/call':>14} {'vs direct':>10}")
+    for name, run in {"direct": direct, **runs}.items():
         extra = (run.wall - direct.wall) / n * 1000
-        cpu = run.cpu / n * 1000
-        print(f"{name:<8} {run.wall:>8.3f} {run.sim:>7.2f} {n / run.wall:>9.0f} {cpu:>12.2f} {extra:>14.2f}")
-    return ttft / model_ttft, sdk.wall / direct.wall
+        served = "-" if math.isnan(run.server_cpu) else f"{run.server_cpu / n * 1000:.1f}"
+        print(f"{name:<12} {run.wall:>7.3f} {run.sim:>6.2f} {n / run.wall:>8.0f} {run.cpu / n * 1000:>19.2f}"
+              f" {served:>19} {extra:>14.2f} {run.wall / direct.wall:>9.2f}×")
+    return ttft / model_ttft, runs["sdk"].wall / direct.wall
 
 
-async def main_async(n: int, pool_n: int, repeat: int) -> dict[str, float]:
-    llm = LLM()
+async def through_server(llm: LLM, n: int, pool_n: int, repeat: int) -> float:
+    """Direct vs ASGITransport vs a real server in this process, then the pool test: server time / direct time."""
     app = create_app(llm=llm)
     wide = httpx.Limits(max_connections=max(n, pool_n), max_keepalive_connections=max(n, pool_n))
     runs: dict[str, Run] = {}
@@ -199,13 +281,16 @@ async def main_async(n: int, pool_n: int, repeat: int) -> dict[str, float]:
         ):
             run, waves = await through_pools(server.url, pool_n, limits, clients)
             print(f"{label:<34} {waves:>6} {run.wall:>8.3f} {run.sim:>7.2f} {pool_n / run.wall:>9.0f}")
-    async with served_elsewhere(get_speed()) as url:
-        sdk_ttft, sdk_overhead = await through_sdk(url, llm, n, repeat)
-    return {
-        "http_overhead_ratio": runs["server"].wall / direct.wall,
-        "sdk_ttft_ratio": sdk_ttft,
-        "sdk_overhead_ratio": sdk_overhead,
-    }
+    return runs["server"].wall / direct.wall
+
+
+async def main_async(n: int, pool_n: int, repeat: int, sdk_only: bool = False) -> dict[str, float]:
+    llm = LLM()
+    ratios = {} if sdk_only else {"http_overhead_ratio": await through_server(llm, n, pool_n, repeat)}
+    serve = [sys.executable, "-m", "asynclab", "serve", "--port", "0", "--speed", f"{get_speed():g}"]
+    async with served_elsewhere(serve) as (url, pid):
+        ratios["sdk_ttft_ratio"], ratios["sdk_overhead_ratio"] = await through_sdk(url, pid, llm, n, repeat)
+    return ratios
 
 
 def main() -> int:
@@ -213,11 +298,12 @@ def main() -> int:
     parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (1)")
     parser.add_argument("--n", type=int, default=100, help="concurrent calls per path (100: httpx's default pool)")
     parser.add_argument("--pool-n", type=int, default=500, help="concurrent calls for the pool test (500)")
-    parser.add_argument("--repeat", type=int, default=1, help="best of this many runs per path (1)")
+    parser.add_argument("--repeat", type=int, default=1, help="best of this many runs per path (1; 3 for the SDK)")
+    parser.add_argument("--sdk-only", action="store_true", help="only the SDK section (its two ratios)")
     args = parser.parse_args()
     print(f"HTTP overhead at speed {args.speed:g}, python {sys.version.split()[0]}, httpx {httpx.__version__}")
     with at_speed(args.speed):
-        ratios = asyncio.run(main_async(args.n, args.pool_n, args.repeat))
+        ratios = asyncio.run(main_async(args.n, args.pool_n, args.repeat, args.sdk_only))
     print()
     for name, ratio in ratios.items():
         print(f"{name}={ratio:.3f}")
