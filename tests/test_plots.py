@@ -375,7 +375,7 @@ async def test_many_calls_in_one_lane_make_a_short_panel_with_one_lane_tick(fast
     assert list(fig.axes[0].get_yticks()) == [0]
 
 
-def test_a_package_figure_is_drawn_once_under_jupyters_inline_backend() -> None:
+def test_a_package_figure_is_drawn_once_under_jupyters_inline_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     """The inline backend shows the figure (one PNG) without pyplot's throw-away draw before it."""
     import nbformat
     from nbclient import NotebookClient
@@ -394,8 +394,9 @@ def test_a_package_figure_is_drawn_once_under_jupyters_inline_backend() -> None:
     )
     nb = nbformat.v4.new_notebook()  # type: ignore[no-untyped-call]
     nb.cells = [nbformat.v4.new_code_cell(cell), nbformat.v4.new_code_cell("print(len(draws), len(plain_draws))")]  # type: ignore[no-untyped-call]
-    env = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
-    NotebookClient(nb, kernel_name="python3", config=kernel_config(), env=env).execute()
+    # The kernel inherits this process's environment: scripts/check exports MPLBACKEND=Agg.
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    NotebookClient(nb, kernel_name="python3", config=kernel_config()).execute()
     shown = [out for out in nb.cells[0].outputs if "image/png" in out.get("data", {})]
     assert len(shown) == 2  # both figures are shown
     # Saving the PNG draws twice (constrained layout without rendering, then the pixels); the
