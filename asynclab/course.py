@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -35,10 +36,14 @@ KERNEL_SECONDS = 1.5
 
 
 def default_jobs() -> int:
-    """One notebook per core. A third kernel on 2 cores would fill the time notebooks wait on
-    simulated seconds, but its contention makes timers late by more than the notebooks'
-    tolerances allow (3 of 34 notebooks failed that way, 82 s, against 0 of 34 with 2)."""
-    return os.cpu_count() or 1
+    """One notebook per core, plus one.
+
+    A notebook spends about half its time waiting on simulated seconds, so one more kernel than
+    cores fills that time. Measured on 2 cores, quiet: 2 jobs 90 s, 3 jobs 65-70 s (34 of 34
+    passed in each of 3 runs), 4 jobs 63-66 s with a notebook failing in 2 of 3 runs (timers
+    late past a tolerance under that contention, and a kernel-port race since removed).
+    """
+    return (os.cpu_count() or 1) + 1
 
 
 @dataclass(frozen=True)
@@ -100,29 +105,52 @@ def expected_seconds(path: Path) -> float:
 
 
 def _failure(report: str) -> str:
-    """The error line of a failed cell, with the source line it failed on (an assert says what)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip() for line in report.strip().splitlines()]
-    lines = [line for line in lines if line.strip()]
+    """The error line of a failed cell, with the source line it failed on (an assert says what).
+
+    IPython marks the failing line with ``---->``; where its traceback has no such line, the
+    line number of ``Cell In[N], line L`` is looked up in the cell's source, which nbclient puts
+    at the top of the report between two rules of dashes.
+    """
+    raw = [re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip() for line in report.strip().splitlines()]
+    lines = [line for line in raw if line.strip()]
     if not lines:
         return ""
-    failed_at = [line.split("---->", 1)[1].strip() for line in lines if "---->" in line]
-    where = f" at `{failed_at[-1].split(maxsplit=1)[-1]}`" if failed_at else ""
+    failed_at = [line.split("---->", 1)[1].strip().split(maxsplit=1)[-1] for line in lines if "---->" in line]
+    if not failed_at:
+        numbers = re.findall(r"Cell In\[\d+\], line (\d+)", "\n".join(lines))
+        rules = [i for i, line in enumerate(raw) if set(line) == {"-"} and len(line) >= 10]
+        if numbers and len(rules) >= 2:
+            source = raw[rules[0] + 1:rules[1]]
+            number = int(numbers[-1])
+            failed_at = [source[number - 1].strip()] if 0 < number <= len(source) else []
+    where = f" at `{failed_at[-1]}`" if failed_at else ""
     return f"{lines[-1]}{where}"
 
 
 def kernel_config() -> Any:
-    """Config for the kernel managers the course starts: CurveZMQ keys when pyzmq can make them.
+    """Config for one kernel the course starts (a fresh one per kernel): Unix sockets where there are any.
 
-    Over plain TCP every ipykernel logs "Kernel is running over TCP without encryption" on
-    start, once per notebook. The kernel spec declares CurveZMQ support, so jupyter_client
-    gives each kernel its own keys ("auto"), which silences the warning by removing its cause;
-    without CurveZMQ in pyzmq (``zmq.has("curve")`` false) the kernels run as before.
+    Over TCP, jupyter_client picks five free ports in this process and the kernel binds them a
+    moment later; kernels started at once from several processes can pick the same port, and
+    the loser dies before its first reply ("Address already in use", seen with 4 notebooks at
+    once). Over IPC there are no ports to race for and nothing listens on the network, which
+    also silences ipykernel's "Kernel is running over TCP without encryption". Each kernel gets
+    socket paths of its own in Jupyter's runtime folder (jupyter_client's default, ``kernel-ipc-N``
+    in the working folder, is one name for every kernel), removed when the kernel shuts down.
+    Elsewhere (Windows) kernels use TCP with CurveZMQ keys of their own when pyzmq can make them.
     """
     import zmq
+    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets.config import Config
 
     config = Config()
-    config.KernelManager.transport_encryption = "auto" if zmq.has("curve") else "disabled"
+    if os.name == "posix":
+        runtime = jupyter_runtime_dir()
+        os.makedirs(runtime, exist_ok=True)
+        config.KernelManager.transport = "ipc"
+        config.KernelManager.ip = os.path.join(runtime, f"asynclab-{uuid.uuid4().hex[:12]}-ipc")
+    else:
+        config.KernelManager.transport_encryption = "auto" if zmq.has("curve") else "disabled"
     return config
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from asynclab.course import KERNEL_SECONDS, default_jobs, expected_seconds, run_course
+from asynclab.course import KERNEL_SECONDS, _failure, default_jobs, expected_seconds, kernel_config, run_course
 
 
 def _notebook(path: Path, cells: list[tuple[str, float | None]]) -> Path:
@@ -36,10 +37,44 @@ def test_a_notebook_never_run_counts_as_the_longest(tmp_path: Path) -> None:
     assert expected_seconds(tmp_path / "missing.ipynb") == math.inf
 
 
-def test_the_default_is_one_notebook_per_core() -> None:
+def test_the_default_is_one_notebook_per_core_plus_one() -> None:
     import os
 
-    assert default_jobs() == (os.cpu_count() or 1)
+    assert default_jobs() == (os.cpu_count() or 1) + 1
+
+
+def test_a_failure_names_the_line_ipython_marks() -> None:
+    report = ("An error occurred while executing the following cell:\n------------------\nx = 1\nassert x < 0\n"
+              "------------------\n\n\x1b[31mAssertionError\x1b[39m  Traceback (most recent call last)\n"
+              "Cell In[3], line 2\n      1 x = 1\n\x1b[32m----> \x1b[39m\x1b[32m2\x1b[39m assert x < 0\n\n"
+              "AssertionError: \n")
+    assert _failure(report) == "AssertionError: at `assert x < 0`"
+
+
+def test_a_failure_without_an_arrow_finds_its_line_in_the_cell_source() -> None:
+    # The cell's source heads nbclient's report; "Cell In[N], line L" counts blank lines too.
+    report = ("An error occurred while executing the following cell:\n------------------\nx = 1\n\n"
+              "assert x == 1\nassert x < 0  # why\n------------------\n\n"
+              "AssertionError  Traceback (most recent call last)\nCell In[7], line 4\n\nAssertionError: \n")
+    assert _failure(report) == "AssertionError: at `assert x < 0  # why`"
+    assert _failure("ValueError: bad") == "ValueError: bad"  # nothing to point at: the error alone
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets: kernels elsewhere use TCP")
+def test_kernels_started_at_once_talk_over_sockets_of_their_own_and_leave_none(tmp_path: Path) -> None:
+    # Over TCP, kernels started at once from several processes could pick the same port and one
+    # died before its first reply (seen with 4 notebooks at once). Over IPC each kernel has its
+    # own socket paths in Jupyter's runtime folder, removed when it shuts down.
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    first, second = kernel_config().KernelManager, kernel_config().KernelManager
+    assert first.transport == second.transport == "ipc" and first.ip != second.ip
+    assert Path(first.ip).parent == Path(jupyter_runtime_dir())
+    paths = [_notebook(tmp_path / f"{i:02d}_k.ipynb", [(f"assert 6 * 7 == 42  # kernel {i}", 0.1)]) for i in range(4)]
+    runs = run_course(tmp_path, jobs=4)
+    assert [run.ok for run in runs] == [True] * 4, [run.error for run in runs]
+    assert [run.path for run in runs] == paths
+    assert not list(Path(jupyter_runtime_dir()).glob("asynclab-*-ipc*"))
 
 
 def test_the_longest_notebook_starts_first_and_the_table_keeps_course_order(tmp_path: Path) -> None:
