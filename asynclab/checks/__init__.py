@@ -123,6 +123,8 @@ class Attempt:
     function returned (a task that was only *asked* to cancel is still running then).
     ``froze``: simulated seconds the event loop stood still during the attempt, beyond what
     scheduling noise explains.
+    ``descheduled``: wall seconds the loop's thread was ready to run but waited for a CPU during
+    the attempt (a busy machine: its timers fired that much late in all; 0.0 off Linux).
     """
 
     result: Any
@@ -131,6 +133,7 @@ class Attempt:
     running_at_return: int = 0
     cancelling_at_return: int = 0
     froze: float = 0.0
+    descheduled: float = 0.0
 
     @property
     def elapsed(self) -> float:
@@ -251,14 +254,18 @@ class _Heartbeat:
             self.beat()
 
     @property
+    def descheduled(self) -> float:
+        """Wall seconds the thread has waited for a CPU since the heartbeat started."""
+        return max(_waited_for_cpu() - self.waited, 0.0)
+
+    @property
     def frozen_wall(self) -> float:
         """The longest silence beyond one tick, less all the time the thread waited for a CPU.
 
         Taking off the whole attempt's run-queue wait (not just the gap's) can hide a real
         freeze on a very busy machine; it never invents one, which is the side to err on.
         """
-        descheduled = max(_waited_for_cpu() - self.waited, 0.0)
-        return max(self.longest - HEARTBEAT - descheduled, 0.0)
+        return max(self.longest - HEARTBEAT - self.descheduled, 0.0)
 
 
 def _freeze_hint(froze: float, wall: float, blocking: list[tuple[str, float]]) -> str:
@@ -343,7 +350,7 @@ async def attempt(
     ended = now()
     lost: list[str] = []
     leaked: list[asyncio.Task[Any]] = []
-    frozen_wall = 0.0
+    frozen_wall = descheduled = 0.0
     with trace() as recorded, catch_threads(recorded), _quiet_lost_futures(loop, lost):
         context = contextvars.copy_context()
         context.run(_owner.set, owned)
@@ -394,6 +401,7 @@ async def attempt(
                 await asyncio.wait(leaked, timeout=CANCEL_GRACE)
             heartbeat.beat()
             frozen_wall = heartbeat.frozen_wall
+            descheduled = heartbeat.descheduled
             beating.cancel()
             await asyncio.gather(beating, return_exceptions=True)
             if collecting:
@@ -412,7 +420,7 @@ async def attempt(
     if lost:
         fail(f"a task your function started failed with {lost[0]}, and nothing awaited it: the error was lost. "
              "Await every task you start (a TaskGroup, or asyncio.gather) so its failure reaches you.")
-    return Attempt(result, recorded, leaked, at_return[0], at_return[1], froze)
+    return Attempt(result, recorded, leaked, at_return[0], at_return[1], froze, descheduled)
 
 
 def require_async(function: object) -> None:
