@@ -139,7 +139,10 @@ def _serve(host: str, port: int, speed: float | None, access_log: bool = False) 
     print(f"asynclab services on {url} (docs: {url}/docs), speed {get_speed():g}; Ctrl-C to stop", flush=True)
     if not is_loopback(host):
         print(f"note: listening on {host}, reachable from other machines", flush=True)
-    uvicorn.Server(server_config(create_app(), log_level="info", access_log=access_log)).run(sockets=[sock])
+    try:
+        uvicorn.Server(server_config(create_app(), log_level="info", access_log=access_log)).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly on Ctrl-C, then raises the signal again
+        return 130  # the shell's code for "ended by SIGINT", without a traceback after uvicorn's goodbye
     return 0
 
 

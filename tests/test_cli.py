@@ -96,3 +96,30 @@ def test_a_bad_asynclab_speed_is_one_line_and_exit_2_for_every_command(command: 
 def test_help_still_works_with_a_bad_asynclab_speed() -> None:
     done = _run("--help", speed="fast")
     assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_serve_stops_on_ctrl_c_without_a_traceback() -> None:
+    # uvicorn shuts down on SIGINT and then raises it again: the learner saw a KeyboardInterrupt
+    # traceback under "Finished server process" before _serve caught it.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = subprocess.Popen([sys.executable, "-m", "asynclab", "serve", "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert server.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("startup complete" in line for line in lines):
+            lines.append(server.stdout.readline())
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert "Finished server process" in out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert server.returncode == 130
