@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from asynclab import LLM, MetadataStore, VectorStore, current_trace, trace
+from asynclab import LLM, MetadataStore, VectorStore, current_trace, stopwatch, trace
 from asynclab.tracing import Trace
 
 # At TEST_SPEED (20) a timer firing ~5 ms late (a busy or shared 2-core VM) reads as 0.1 simulated seconds.
@@ -67,3 +70,67 @@ async def test_back_to_back_calls_do_not_count_as_overlapping(fast: float) -> No
 
 def test_an_empty_trace_has_no_concurrency() -> None:
     assert Trace().max_concurrency() == 0
+
+
+# -- full garbage collections wait while a measurement runs ----------------------------------------
+
+
+def _full_collections_while(make_garbage_in: Callable[[], Any]) -> int:
+    """How many full (oldest-generation) collections Python ran while the function made garbage."""
+    full = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    gc.callbacks.append(seen)
+    try:
+        make_garbage_in()
+    finally:
+        gc.callbacks.remove(seen)
+    return len(full)
+
+
+def _cycles(n: int = 300_000) -> None:
+    # Cycles the young collections free, and survivors that the oldest generation piles up: at
+    # (700, 10, 10) enough for full collections (CPython runs one once survivors since the last
+    # are a quarter of the long-lived objects).
+    kept = []
+    for i in range(n):
+        a: list[Any] = []
+        a.append(a)
+        if i % 2:
+            kept.append([i])
+
+
+def test_no_full_collection_runs_inside_a_trace_and_young_ones_still_do() -> None:
+    # A full collection of a notebook kernel stops the loop ~0.12 s: 2.4 simulated s at speed 20,
+    # inside whatever was being measured (lesson 12's limiter read 7.5/s instead of 9.6/s).
+    assert gc.isenabled()
+    assert _full_collections_while(_cycles) > 0  # the same garbage outside a trace: full collections
+
+    def in_trace() -> None:
+        with trace():
+            young_before = gc.get_stats()[0]["collections"]
+            _cycles()
+            assert gc.get_stats()[0]["collections"] > young_before  # the young generation is still collected
+
+    assert _full_collections_while(in_trace) == 0
+
+
+def test_the_collectors_thresholds_come_back_when_the_last_overlapping_measurement_ends() -> None:
+    saved = gc.get_threshold()
+    gc.set_threshold(500, 7, 9)  # whatever the user had set
+    try:
+        first, second = trace(), stopwatch()
+        first.__enter__()
+        second.__enter__()
+        assert gc.get_threshold() == (500, 7, 2**30)
+        first.__exit__(None, None, None)  # overlapping, not nested: the first ends first
+        assert gc.get_threshold() == (500, 7, 2**30)
+        second.__exit__(None, None, None)
+        assert gc.get_threshold() == (500, 7, 9)
+        second.__exit__(None, None, None)  # an extra exit changes nothing
+        assert gc.get_threshold() == (500, 7, 9)
+    finally:
+        gc.set_threshold(*saved)
