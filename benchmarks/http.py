@@ -27,7 +27,7 @@ model's time to first token, and N concurrent chat completions through the SDK o
 - sdk: one ``AsyncOpenAI(base_url=..., api_key=...)`` with its defaults (an httpx transport);
 - sdk+aiohttp: the same through the transport the SDK's README recommends "for improved
   concurrency performance", ``AsyncOpenAI(..., http_client=DefaultAioHttpClient())``
-  (``pip install 'openai[aiohttp]'``, in the dev extra);
+  (``pip install 'openai[aiohttp]'``, one of asynclab's dependencies);
 - sdk→no-op: the default client against ``support/noop_server.py``, a server in its own process
   that does no work (the same answer after the same latency): the floor for any server.
 
@@ -219,7 +219,7 @@ async def through_sdk(url: str, pid: int, llm: LLM, n: int, repeat: int) -> dict
     transport = aiohttp_client()
     if transport is None:
         raise SystemExit("benchmarks/http.py needs the SDK's aiohttp transport: pip install 'openai[aiohttp]' "
-                         "(in the dev extra: bash scripts/setup test,dev)")
+                         "(asynclab's own dependencies include it: bash scripts/setup)")
     model_ttft = llm.stream_latency.first_token
     async with AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as client:
         await first_chunk(client)  # warm up: the connection, the SDK's models
