@@ -67,7 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     course.add_argument("--only", nargs="+", type=_lesson, default=(), metavar="NN", help="lesson numbers, e.g. 00 02")
     course.add_argument("--write", action="store_true", help="store the outputs in the notebooks")
     course.add_argument("--jobs", type=_jobs, default=None,
-                        help="notebooks run at once (default: one per core)")
+                        help="notebooks run at once (default: one more than the cores)")
+    course.add_argument("--no-rerun", dest="rerun", action="store_false",
+                        help="fail a notebook at once when a timing claim fails beside the others (default: run it "
+                             "again alone at the end, and say so)")
 
     lab = commands.add_parser(
         "lab", allow_abbrev=False, help="open the lessons in JupyterLab (other options go to jupyter lab)",
@@ -112,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             return _fail("course", f"--only: no lesson numbered {', '.join(missing)} in {directory};"
                                    f" the lessons are {', '.join(lessons)}")
-        return course_main(args.only, args.speed, args.write, args.jobs)
+        return course_main(args.only, args.speed, args.write, args.jobs, args.rerun)
     if args.command == "lab":
         from asynclab.lab import main as lab_main
 

@@ -9,7 +9,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from asynclab.course import KERNEL_SECONDS, _failure, default_jobs, expected_seconds, kernel_config, run_course
+from asynclab.course import (
+    KERNEL_SECONDS,
+    _failure,
+    default_jobs,
+    expected_seconds,
+    kernel_config,
+    print_table,
+    run_course,
+)
 
 
 def _notebook(path: Path, cells: list[tuple[str, float | None]]) -> Path:
@@ -96,3 +104,38 @@ def test_run_course_refuses_a_jobs_count_that_is_not_a_positive_int(tmp_path: Pa
     _notebook(tmp_path / "00_a.ipynb", [("1", None)])
     with pytest.raises(ValueError, match="jobs must be an int >= 1"):
         run_course(tmp_path, jobs=jobs)  # type: ignore[arg-type]
+
+
+def test_a_notebook_that_fails_an_assert_beside_others_runs_again_alone_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Fails its first run (no marker yet), passes the second: what a timing claim does when a third
+    # kernel on 2 cores wakes it late. The table marks it, with the first run's error.
+    marker = tmp_path / "ran-once"
+    flaky = _notebook(tmp_path / "00_flaky.ipynb", [(
+        f"import pathlib\nfirst = not pathlib.Path({str(marker)!r}).exists()\n"
+        f"pathlib.Path({str(marker)!r}).touch()\nassert not first, 'late'", 0.1)])
+    steady = _notebook(tmp_path / "01_steady.ipynb", [("assert True", 0.1)])
+    runs = run_course(tmp_path, jobs=2)
+    assert [run.ok for run in runs] == [True, True]
+    assert runs[0].path == flaky and runs[0].first_error == "AssertionError: late at `assert not first, 'late'`"
+    assert runs[1].path == steady and runs[1].first_error == ""
+    print_table(runs, 20)
+    out = capsys.readouterr().out
+    assert "[again] 00_flaky.ipynb" in out and "ok†" in out
+    assert "2 passed, 0 failed  (speed 20), 1 of them on a second run" in out
+
+
+def test_only_a_failed_claim_runs_again_and_never_with_rerun_off_or_one_job(tmp_path: Path) -> None:
+    count = tmp_path / "runs.txt"
+    record = f"open({str(count)!r}, 'a').write('x')"
+    _notebook(tmp_path / "00_broken.ipynb", [(f"{record}\nraise ValueError('a real bug')", 0.1)])
+    _notebook(tmp_path / "01_claim.ipynb", [(f"{record}\nassert False, 'always'", 0.1)])
+    runs = run_course(tmp_path, jobs=2)
+    assert [run.ok for run in runs] == [False, False]
+    assert runs[0].error.startswith("ValueError") and runs[1].error.startswith("AssertionError")
+    assert count.read_text() == "xxx"  # the assert ran twice, the ValueError once
+    count.unlink()
+    run_course(tmp_path, jobs=2, rerun=False)
+    run_course(tmp_path, jobs=1)  # alone already: nothing to learn from a second run
+    assert count.read_text() == "xxxx"
