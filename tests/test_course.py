@@ -139,3 +139,16 @@ def test_only_a_failed_claim_runs_again_and_never_with_rerun_off_or_one_job(tmp_
     run_course(tmp_path, jobs=2, rerun=False)
     run_course(tmp_path, jobs=1)  # alone already: nothing to learn from a second run
     assert count.read_text() == "xxxx"
+
+
+def test_a_check_that_fails_beside_others_runs_again_too(tmp_path: Path) -> None:
+    # An exercise check renders its hint, not its class: the class comes from the kernel's report.
+    marker = tmp_path / "ran-once"
+    _notebook(tmp_path / "00_check.ipynb", [(
+        "import pathlib\nfrom asynclab.checks import ExerciseFailed\n"
+        f"first = not pathlib.Path({str(marker)!r}).exists()\npathlib.Path({str(marker)!r}).touch()\n"
+        "if first:\n    raise ExerciseFailed('a batch went out late')", 0.1)])
+    _notebook(tmp_path / "01_steady.ipynb", [("assert True", 0.1)])
+    runs = run_course(tmp_path, jobs=2)
+    assert [run.ok for run in runs] == [True, True]
+    assert "a batch went out late" in runs[0].first_error
