@@ -31,28 +31,42 @@ async def retrieve_all(stores: Sequence[VectorStore], questions: Sequence[str], 
     return rrf([[hit.id for hit in hits] for hits in results])[:k]
 
 
+# Wrong answers that the tests on simulated stores and on a real Postgres store share.
+
+
+async def sequential(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+    """Each search awaited before the next starts."""
+    return rrf([[hit.id for hit in await store.search(q, k=k)] for q in questions for store in stores])[:k]
+
+
+async def per_question(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+    """One gather per question: the stores at once, the questions one after another."""
+    lists = []
+    for q in questions:
+        lists += [[hit.id for hit in hits] for hits in await asyncio.gather(*(s.search(q, k=k) for s in stores))]
+    return rrf(lists)[:k]
+
+
+async def score_sum(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
+    """All at once, but ranked by summed cosine scores instead of RRF."""
+    results = await asyncio.gather(*(store.search(q, k=k) for q in questions for store in stores))
+    total: dict[str, float] = {}
+    for hit in (hit for hits in results for hit in hits):
+        total[hit.id] = total.get(hit.id, 0.0) + hit.score
+    return sorted(total, key=lambda i: (-total[i], i))[:k]
+
+
 async def test_retrieve_all_passes_the_reference(fast: float, capsys: pytest.CaptureFixture[str]) -> None:
     await lesson05.check_retrieve_all(retrieve_all)
     assert "✅ retrieve_all: 9 searches at once" in capsys.readouterr().out
 
 
 async def test_retrieve_all_says_sequential_searches_take_the_sum(fast: float) -> None:
-    async def sequential(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
-        lists = [[hit.id for hit in await store.search(q, k=k)] for q in questions for store in stores]
-        return rrf(lists)[:k]
-
     with pytest.raises(ExerciseFailed, match=r"your 9 calls ran one after another: \d\.\d\d s, the sum \(3\.60 s\)"):
         await lesson05.check_retrieve_all(sequential)
 
 
 async def test_retrieve_all_says_one_gather_per_question_overlaps_only_partly(fast: float) -> None:
-    async def per_question(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
-        lists = []
-        for q in questions:
-            for hits in await asyncio.gather(*(store.search(q, k=k) for store in stores)):
-                lists.append([hit.id for hit in hits])
-        return rrf(lists)[:k]
-
     with pytest.raises(ExerciseFailed, match="overlapped only partly"):
         await lesson05.check_retrieve_all(per_question)
 
@@ -72,13 +86,6 @@ async def test_retrieve_all_catches_a_ranking_that_is_not_rrf(fast: float) -> No
 
 async def test_retrieve_all_tells_summed_cosine_scores_from_rrf(fast: float) -> None:
     """Issue 7: on the checker's data, summing scores gives another top k than RRF (doc-070 for doc-013)."""
-    async def score_sum(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
-        results = await asyncio.gather(*(store.search(q, k=k) for q in questions for store in stores))
-        total: dict[str, float] = {}
-        for hit in (hit for hits in results for hit in hits):
-            total[hit.id] = total.get(hit.id, 0.0) + hit.score
-        return sorted(total, key=lambda i: (-total[i], i))[:k]
-
     with pytest.raises(ExerciseFailed, match=r"added up the cosine scores.*reciprocal rank fusion gives"):
         await lesson05.check_retrieve_all(score_sum)
 
@@ -127,6 +134,15 @@ async def retrieve_within(stores: Sequence[VectorStore], query: str, deadline: f
     return results, failures
 
 
+async def no_cancel(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
+    """A deadline kept with asyncio.wait, but the searches still running are never cancelled."""
+    tasks = {asyncio.create_task(store.search(query)): store.name for store in stores}
+    done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())  # asyncio counts wall seconds
+    results = {tasks[t]: t.result() for t in done if t.exception() is None}
+    failures = {tasks[t]: "failed" for t in done if t.exception() is not None}
+    return results, failures | {tasks[t]: "timed out" for t in pending}
+
+
 async def test_retrieve_within_passes_the_reference(fast: float, capsys: pytest.CaptureFixture[str]) -> None:
     await lesson05.check_retrieve_within(retrieve_within)
     out = capsys.readouterr().out
@@ -168,13 +184,6 @@ async def test_retrieve_within_says_return_exceptions_does_not_help_with_a_hang(
 
 
 async def test_retrieve_within_says_to_cancel_the_stragglers(fast: float) -> None:
-    async def no_cancel(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
-        tasks = {asyncio.create_task(store.search(query)): store.name for store in stores}
-        done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())  # asyncio counts wall seconds
-        results = {tasks[t]: t.result() for t in done if t.exception() is None}
-        failures = {tasks[t]: "failed" for t in done if t.exception() is not None}
-        return results, failures | {tasks[t]: "timed out" for t in pending}
-
     with pytest.raises(ExerciseFailed, match=r"pinecone, archive still had a search running .* cancel the stragglers"):
         await lesson05.check_retrieve_within(no_cancel)
 
@@ -253,9 +262,6 @@ async def test_retrieve_all_expects_the_ranking_of_the_stores_it_is_given(fast: 
 
 
 async def test_retrieve_all_on_given_stores_still_names_a_sequential_answer(fast: float) -> None:
-    async def sequential(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
-        return rrf([[hit.id for hit in await store.search(q, k=k)] for q in questions for store in stores])[:k]
-
     with pytest.raises(ExerciseFailed, match=r"your 6 calls ran one after another: \d+\.\d\d s, the sum") as failed:
         await lesson05.check_retrieve_all(sequential, stores=[RedisStore(), PineconeStore()])
     # The sum is each search's time, at least its declared latency: 3 × (0.2 + 0.6) s, plus each one's timer
@@ -394,9 +400,6 @@ async def test_retrieve_all_reference_passes_on_a_real_postgres_store(
 async def test_retrieve_all_with_a_real_store_names_the_sequential_answer(pool: Any, fast: float) -> None:
     real = await real_store(pool, name="pgvector")
 
-    async def sequential(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
-        return rrf([[hit.id for hit in await store.search(q, k=k)] for q in questions for store in stores])[:k]
-
     hint = r"your 9 calls ran one after another: \d+\.\d\d s, the sum \(\d+\.\d\d s\)\. Start them all before awaiting"
     with pytest.raises(ExerciseFailed, match=hint) as failed:
         await lesson05.check_retrieve_all(sequential, stores=[RedisStore(), real, PineconeStore()])
@@ -423,25 +426,12 @@ async def test_retrieve_all_with_a_real_store_names_one_gather_per_question(pool
     """The simulated stores still dominate: three rounds of 0.6 s are told from one, real store or not."""
     real = await real_store(pool, name="pgvector")
 
-    async def per_question(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
-        lists = []
-        for q in questions:
-            lists += [[hit.id for hit in hits] for hits in await asyncio.gather(*(s.search(q, k=k) for s in stores))]
-        return rrf(lists)[:k]
-
     with pytest.raises(ExerciseFailed, match="overlapped only partly"):
         await lesson05.check_retrieve_all(per_question, stores=[RedisStore(), real, PineconeStore()])
 
 
 async def test_retrieve_all_with_a_real_store_tells_summed_scores_from_rrf(pool: Any, fast: float) -> None:
     real = await real_store(pool, name="pgvector")
-
-    async def score_sum(stores: Sequence[VectorStore], questions: Sequence[str], k: int = 3) -> list[str]:
-        results = await asyncio.gather(*(store.search(q, k=k) for q in questions for store in stores))
-        total: dict[str, float] = {}
-        for hit in (hit for hits in results for hit in hits):
-            total[hit.id] = total.get(hit.id, 0.0) + hit.score
-        return sorted(total, key=lambda i: (-total[i], i))[:k]
 
     with pytest.raises(ExerciseFailed, match=r"added up the cosine scores.*reciprocal rank fusion gives"):
         await lesson05.check_retrieve_all(score_sum, stores=[RedisStore(), real, PineconeStore()])
@@ -473,13 +463,6 @@ async def test_retrieve_within_reference_passes_with_a_real_good_store(
 
 async def test_retrieve_within_with_a_real_good_store_says_to_cancel_the_stragglers(pool: Any, fast: float) -> None:
     real = await real_store(pool, name="postgres")
-
-    async def no_cancel(stores: Sequence[VectorStore], query: str, deadline: float) -> Results:
-        tasks = {asyncio.create_task(store.search(query)): store.name for store in stores}
-        done, pending = await asyncio.wait(tasks, timeout=deadline / get_speed())  # asyncio counts wall seconds
-        results = {tasks[t]: t.result() for t in done if t.exception() is None}
-        failures = {tasks[t]: "failed" for t in done if t.exception() is not None}
-        return results, failures | {tasks[t]: "timed out" for t in pending}
 
     with pytest.raises(ExerciseFailed, match=r"pinecone, archive still had a search running .* cancel the stragglers"):
         await lesson05.check_retrieve_within(no_cancel, good=[real, VectorStore(name="opensearch", latency=0.3)])
