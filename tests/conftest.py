@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import matplotlib
 import pytest
@@ -33,3 +34,26 @@ def fast() -> Iterator[float]:
             yield speed
     finally:
         gc.unfreeze()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Any]:
+    """A real Postgres + pgvector (``EmbeddedPostgres``) for one test module; skipped without the backends extra."""
+    pytest.importorskip("asyncpg", reason="the backends extra is not installed")
+    pytest.importorskip("pgserver", reason="the backends extra is not installed")
+    from asynclab.backends import EmbeddedPostgres
+
+    with EmbeddedPostgres() as server:
+        yield server
+
+
+@pytest.fixture
+async def pool(postgres: Any) -> AsyncIterator[Any]:
+    """An asyncpg pool of 4 connections to :func:`postgres`, all open before any timing starts."""
+    import asyncpg
+
+    pool = await asyncpg.create_pool(postgres.dsn, min_size=4, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()

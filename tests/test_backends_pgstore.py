@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import numpy as np
@@ -29,21 +28,6 @@ QUESTIONS = [doc.title for doc in text.load_corpus()[::5]] + [
     "What is exponential backoff?",
     "how does a connection pool limit concurrency?",
 ]
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres() as server:
-        yield server
-
-
-@pytest.fixture
-async def pool(postgres: EmbeddedPostgres) -> AsyncIterator[Any]:
-    pool = await asyncpg.create_pool(postgres.dsn, min_size=4, max_size=4)  # all open before any timing
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.mark.parametrize("like", [PgVectorStore, PineconeStore, RedisStore])

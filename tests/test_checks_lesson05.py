@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -356,27 +356,6 @@ async def test_retrieve_within_refuses_bad_good_stores_naming_the_argument(
 
 
 # -- stores given by the caller: a real Postgres + pgvector ----------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Any]:
-    pytest.importorskip("asyncpg", reason="the backends extra is not installed")
-    pytest.importorskip("pgserver", reason="the backends extra is not installed")
-    from asynclab.backends import EmbeddedPostgres
-
-    with EmbeddedPostgres() as server:
-        yield server
-
-
-@pytest.fixture
-async def pool(postgres: Any) -> AsyncIterator[Any]:
-    import asyncpg
-
-    pool = await asyncpg.create_pool(postgres.dsn, min_size=4, max_size=4)  # all open before any timing
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def real_store(pool: Any, **options: Any) -> Any:

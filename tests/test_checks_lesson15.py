@@ -18,12 +18,6 @@ from asynclab.checks.lesson15 import CACHE_TTL, fewest_connections  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[EmbeddedPostgres]:
-    with EmbeddedPostgres() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def redis_server() -> Iterator[EmbeddedRedis]:
     with EmbeddedRedis() as server:
         yield server
