@@ -36,6 +36,7 @@ __all__ = [
     "ExerciseFailed",
     "attempt",
     "awaiting",
+    "build_app",
     "close_coroutines",
     "describe_error",
     "expect",
@@ -436,6 +437,33 @@ def require_async(function: object) -> None:
     if not (inspect.iscoroutinefunction(function)
             or inspect.iscoroutinefunction(type(function).__call__)):  # an object with async __call__
         fail(f"{getattr(function, '__name__', 'your function')} must be an `async def` function")
+
+
+def require_app_factory(function: object, name: str, check: str, returns: str) -> Callable[..., Any]:
+    """Fail unless the learner passed a plain function that builds an app (``name``, checked by ``check``).
+
+    returns: what the factory should return, in the hint (e.g. ``"FastAPI() with your route"``).
+    """
+    __tracebackhide__ = True
+    if inspect.iscoroutinefunction(function):
+        fail(f"{name} builds the app, it does not serve a request: make it a plain `def` that returns {returns}; "
+             "the routes' handlers are the `async def`s.")
+    if not callable(function):
+        fail(f"pass your function itself, e.g. {check}({name}), not {type(function).__name__}")
+    return function  # type: ignore[return-value]
+
+
+def build_app(factory: Callable[..., Any], call: str, *args: Any, returns: str = "the app (FastAPI(...))") -> Any:
+    """``factory(*args)``, the learner's app; an error it raises or a wrong return becomes a hint naming ``call``."""
+    __tracebackhide__ = True
+    try:
+        app = factory(*args)
+    except NotImplementedError:
+        fail("not done yet: replace `raise NotImplementedError` in the exercise cell with your code")
+    except Exception as exc:  # the learner's code: any error becomes a hint
+        fail(f"{call} raised {describe_error(exc)}")
+    expect(callable(app) and not inspect.iscoroutine(app), f"{call} must return {returns}, got {type(app).__name__}")
+    return app
 
 
 def close_coroutines(values: Iterable[Any]) -> list[str]:

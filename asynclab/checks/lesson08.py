@@ -12,16 +12,14 @@ reads the LLM's ``in_flight`` count and the events' arrival times instead of a t
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
-from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse
 
-from asynclab.checks import attempt, expect, expect_no_leaks, fail, passed
+from asynclab.checks import attempt, build_app, expect, expect_no_leaks, fail, passed, require_app_factory
 from asynclab.clock import sleep, stopwatch
 from asynclab.latency import Streamed
 from asynclab.services import LLM, PineconeStore, Tools
@@ -47,29 +45,6 @@ LEAVES = 3  # disconnects; each costs ~0.5 simulated s when the producers stop
 #: time at speed 20, for a busy machine), less than the 1.5 s the assistant's stream would still
 #: run if nobody stopped it.
 STOP_GRACE = 1.0
-
-
-def _factory(function: object, name: str) -> Callable[..., Any]:
-    __tracebackhide__ = True
-    if inspect.iscoroutinefunction(function):
-        fail(f"{name} builds the app, it does not serve a request: make it a plain `def` that returns "
-             "FastAPI() with your route; the route's handler is the `async def`.")
-    if not callable(function):
-        fail(f"pass your function itself, e.g. check({name}), not {type(function).__name__}")
-    return function  # type: ignore[return-value]
-
-
-def _build(function: Callable[..., Any], name: str, *args: Any) -> Any:
-    __tracebackhide__ = True
-    try:
-        app = function(*args)
-    except NotImplementedError:
-        fail("not done yet: replace `raise NotImplementedError` in the exercise cell with your code")
-    except Exception as exc:  # the learner's code: any error becomes a hint
-        fail(f"{name}(...) raised {type(exc).__name__}: {exc}")
-    expect(callable(app) and not inspect.iscoroutine(app),
-           f"{name}(...) must return the app (FastAPI(...) with your route), got {type(app).__name__}")
-    return app
 
 
 def _lifespan(app: Any) -> AbstractAsyncContextManager[Any]:
@@ -107,9 +82,9 @@ def _overlap(a: Span, b: Span) -> bool:
 async def check_brief_app(make_brief_app: object) -> None:
     """``make_brief_app(store, tools)``: POST /brief runs search and weather at once; 20 requests at once."""
     __tracebackhide__ = True
-    factory = _factory(make_brief_app, "make_brief_app")
+    factory = require_app_factory(make_brief_app, "make_brief_app", "check_brief_app", "FastAPI() with your route")
     store, tools = PineconeStore(latency=SEARCH_LATENCY), Tools(latency={"weather": WEATHER_LATENCY})
-    app = _build(factory, "make_brief_app", store, tools)
+    app = build_app(factory, "make_brief_app(...)", store, tools, returns="the app (FastAPI(...) with your route)")
     result = await attempt(_twenty, app)
     expect_no_leaks(result)
     fast_store, fast_tools = PineconeStore(latency=0), Tools(latency=0)
@@ -182,10 +157,11 @@ async def _read(url: str, leave_after: int | None) -> tuple[list[tuple[str, Any,
 async def check_compare_app(make_compare_app: object) -> None:
     """``make_compare_app(llm)``: GET /compare streams two models at once over SSE; stops when the client leaves."""
     __tracebackhide__ = True
-    factory = _factory(make_compare_app, "make_compare_app")
+    factory = require_app_factory(make_compare_app, "make_compare_app", "check_compare_app",
+                                  "FastAPI() with your route")
     expected = _expected_tokens()
     llm = LLM(stream_latency=COMPARE_LATENCY)
-    app = _build(factory, "make_compare_app", llm)
+    app = build_app(factory, "make_compare_app(...)", llm, returns="the app (FastAPI(...) with your route)")
     async with BackgroundServer(app) as server:
         events, status = await _read(server.url, None)
         if status == 404:

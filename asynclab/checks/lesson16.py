@@ -15,7 +15,6 @@ notebook's process pool behind a wrapper that counts what is sent to it (and ref
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -27,11 +26,13 @@ import httpx
 from asynclab.checks import (
     ExerciseFailed,
     attempt,
+    build_app,
     describe_error,
     expect,
     expect_no_leaks,
     fail,
     passed,
+    require_app_factory,
     require_async,
 )
 from asynclab.clock import get_speed, now, sleep
@@ -154,29 +155,6 @@ class _WatchedLifespan:
 def _task_name(task: asyncio.Task[Any]) -> str:
     coro = task.get_coro()
     return getattr(coro, "__qualname__", None) or task.get_name()
-
-
-def _factory(function: object) -> Callable[..., Any]:
-    __tracebackhide__ = True
-    if inspect.iscoroutinefunction(function):
-        fail("make_jobs_app builds the app, it does not serve a request: make it a plain `def` that returns "
-             "FastAPI(lifespan=...) with your two routes.")
-    if not callable(function):
-        fail(f"pass your function itself, e.g. check_jobs_app(make_jobs_app), not {type(function).__name__}")
-    return function  # type: ignore[return-value]
-
-
-def _build(factory: Callable[..., Any], work: _Work) -> Any:
-    __tracebackhide__ = True
-    try:
-        app = factory(work)
-    except NotImplementedError:
-        fail("not done yet: replace `raise NotImplementedError` in the exercise cell with your code")
-    except Exception as exc:  # the learner's code: any error becomes a hint
-        fail(f"make_jobs_app(work) raised {describe_error(exc)}")
-    expect(callable(app) and not inspect.iscoroutine(app),
-           f"make_jobs_app(work) must return the app (FastAPI(...)), got {type(app).__name__}")
-    return app
 
 
 def _body(reply: httpx.Response) -> Any:
@@ -342,9 +320,10 @@ async def _drive(app: _WatchedLifespan, work: _Work) -> tuple[float, float]:
 async def check_jobs_app(make_jobs_app: object) -> None:
     """``make_jobs_app(work)``: POST /jobs answers 202 at once; WORKERS workers; GET /jobs/{id}; clean shutdown."""
     __tracebackhide__ = True
-    factory = _factory(make_jobs_app)
+    factory = require_app_factory(make_jobs_app, "make_jobs_app", "check_jobs_app",
+                                  "FastAPI(lifespan=...) with your two routes")
     work = _Work()
-    app = _WatchedLifespan(_build(factory, work))
+    app = _WatchedLifespan(build_app(factory, "make_jobs_app(work)", work))
     slowest, took = await _drive(app, work)
     expect(not app.hung,
            f"when the server stopped, your lifespan had not finished {SHUTDOWN_GRACE:g} s later: it was waiting for "
